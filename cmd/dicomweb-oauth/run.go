@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dicomweb-oauth/dicomweb-oauth/cmd/dicomweb-oauth/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+const usage = `usage: dicomweb-oauth COMMAND --config FILE
+
+Commands:
+  serve          serve tokens to the proxy until SIGTERM or SIGINT
+  check-config   validate the configuration and print it with secrets redacted
+  version        print the version
+`
+
+// Main runs the command line and returns the process exit code. It returns
+// when the command is done or, for serve, when ctx ends.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve", "check-config":
+	case "version", "--version":
+		fmt.Fprintln(stdout, buildVersion())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+
+	flags := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	path := flags.String("config", "", "path of the YAML or JSON configuration `file`")
+	if err := flags.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *path == "" || flags.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s needs --config FILE and no other arguments\n", cmd)
+		return exitUsage
+	}
+
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "invalid configuration:\n%v\n", err)
+		return exitFailed
+	}
+
+	if cmd == "check-config" {
+		return checkConfig(cfg, stdout, stderr)
+	}
+	if err := serve(ctx, cfg, stderr); err != nil {
+		fmt.Fprintf(stderr, "dicomweb-oauth: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// checkConfig prints the resolved configuration with secrets redacted. It
+// also reads each client secret file, since serve fails when one is missing.
+func checkConfig(cfg *config.File, stdout, stderr io.Writer) int {
+	code := exitOK
+	for _, name := range cfg.ClusterNames() {
+		if err := cfg.Clusters[name].Token.CheckSecret(); err != nil {
+			fmt.Fprintf(stderr, "clusters.%s.token.%v\n", name, err)
+			code = exitFailed
+		}
+	}
+
+	out, err := yaml.Marshal(cfg.Redacted())
+	if err != nil {
+		fmt.Fprintf(stderr, "printing the configuration: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "# configuration is valid; %d cluster(s); secrets redacted\n%s",
+		len(cfg.Clusters), out)
+	return code
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "(devel)"
+}
+
+// writeJSON writes v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,356 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Source fetches a new token from an identity provider. A Manager calls Fetch
+// from one goroutine at a time, with a context that carries the request timeout
+// and never a proxy request's context.
+type Source interface {
+	Fetch(ctx context.Context) (*Token, error)
+}
+
+// Settings are the timing rules of one Manager. Zero values take the defaults
+// of Config.
+type Settings struct {
+	RefreshBefore time.Duration
+	ClockSkew     time.Duration
+	Timeout       time.Duration
+	Backoff       Backoff
+}
+
+// AcquireHook is called after every token request with its duration and
+// outcome. err is nil on success.
+type AcquireHook func(cluster string, duration time.Duration, err *FetchError)
+
+// Manager keeps a valid token for one cluster. Requests read the cached token
+// without waiting; Run refreshes it ahead of expiry and retries failures with
+// backoff. At most one token request per Manager is in flight at a time.
+// A Manager is safe for concurrent use.
+type Manager struct {
+	cluster  string
+	source   Source
+	settings Settings
+	clock    Clock
+	log      *slog.Logger
+	hook     AcquireHook
+
+	group     singleflight.Group
+	wake      chan struct{}
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu sync.Mutex // guards the fields below
+	// token is the newest token, possibly expired or invalidated.
+	token       *Token
+	usableUntil time.Time
+	refreshAt   time.Time
+	inFlight    bool
+	// failures counts consecutive failed requests; 0 after a success.
+	failures    int
+	nextAttempt time.Time
+	lastErr     *FetchError
+	lastErrAt   time.Time
+	counts      Counts
+}
+
+// Counts are the totals of a Manager since it started.
+type Counts struct {
+	Acquisitions  uint64 `json:"acquisitions"`
+	Failures      uint64 `json:"failures"`
+	Invalidations uint64 `json:"invalidations"`
+}
+
+// Option changes how a Manager is built.
+type Option func(*Manager)
+
+// WithClock sets the time source, for tests.
+func WithClock(c Clock) Option { return func(m *Manager) { m.clock = c } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// WithAcquireHook sets a function called after every token request.
+func WithAcquireHook(h AcquireHook) Option { return func(m *Manager) { m.hook = h } }
+
+// NewManager returns a Manager for the named cluster. Call Run to start
+// refreshing in the background.
+func NewManager(cluster string, source Source, s Settings, opts ...Option) *Manager {
+	if s.RefreshBefore <= 0 {
+		s.RefreshBefore = DefaultRefreshBefore
+	}
+	if s.ClockSkew <= 0 {
+		s.ClockSkew = DefaultClockSkew
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = DefaultTimeout
+	}
+	if s.Backoff == (Backoff{}) {
+		s.Backoff = DefaultBackoff
+	}
+	m := &Manager{
+		cluster:  cluster,
+		source:   source,
+		settings: s,
+		clock:    systemClock{},
+		log:      slog.Default(),
+		wake:     make(chan struct{}, 1),
+		ready:    make(chan struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	m.log = m.log.With("cluster", cluster)
+	return m
+}
+
+// Cluster returns the name of the cluster the Manager serves.
+func (m *Manager) Cluster() string { return m.cluster }
+
+// Ready returns a channel that is closed once the first token request has
+// ended, whether it succeeded or failed.
+func (m *Manager) Ready() <-chan struct{} { return m.ready }
+
+// Header returns the Authorization header value, "Bearer " and the token.
+func (m *Manager) Header(ctx context.Context) (string, error) {
+	tok, err := m.Token(ctx)
+	if err != nil {
+		return "", err
+	}
+	return "Bearer " + tok.AccessToken, nil
+}
+
+// Token returns a token that is valid now. It returns the cached token without
+// waiting when one is usable. Otherwise it waits for the token request in
+// flight, starts one, or fails at once while a failed request's backoff lasts.
+// ctx bounds only the wait: the token request itself runs on its own timeout,
+// so a canceled caller never cancels it for the others.
+func (m *Manager) Token(ctx context.Context) (*Token, error) {
+	now := m.clock.Now()
+
+	m.mu.Lock()
+	tok := m.token
+	usable := tok != nil && now.Before(m.usableUntil)
+	refreshDue := usable && !now.Before(m.refreshAt)
+	failFast := !usable && !m.inFlight && m.lastErr != nil && now.Before(m.nextAttempt)
+	unavailable := m.unavailableLocked()
+	m.mu.Unlock()
+
+	if usable {
+		if refreshDue {
+			m.poke()
+		}
+		return tok, nil
+	}
+	if failFast {
+		return nil, unavailable
+	}
+
+	ch := m.group.DoChan("token", m.acquire)
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, m.unavailableError(r.Err)
+		}
+		return r.Val.(*Token), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("no token for cluster %q yet: a token request is still running: %w",
+			m.cluster, ctx.Err())
+	}
+}
+
+// UnavailableError is returned when no valid token can be had. Its message
+// names the cluster and the last failure, never a secret.
+type UnavailableError struct {
+	Cluster     string
+	Last        *FetchError
+	NextAttempt time.Time
+}
+
+func (e *UnavailableError) Error() string {
+	msg := fmt.Sprintf("no valid token for cluster %q", e.Cluster)
+	if e.Last != nil {
+		msg += ": " + e.Last.Error()
+	}
+	return msg
+}
+
+func (e *UnavailableError) Unwrap() error {
+	if e.Last == nil {
+		return nil
+	}
+	return e.Last
+}
+
+func (m *Manager) unavailableLocked() *UnavailableError {
+	return &UnavailableError{Cluster: m.cluster, Last: m.lastErr, NextAttempt: m.nextAttempt}
+}
+
+func (m *Manager) unavailableError(err error) *UnavailableError {
+	var fe *FetchError
+	if !errors.As(err, &fe) {
+		fe = &FetchError{Class: ClassTransient, Err: err}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return &UnavailableError{Cluster: m.cluster, Last: fe, NextAttempt: m.nextAttempt}
+}
+
+// poke wakes Run without blocking.
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// acquire performs one token request and records its outcome. It is called
+// through the singleflight group only.
+func (m *Manager) acquire() (any, error) {
+	m.mu.Lock()
+	m.inFlight = true
+	attempt := m.failures + 1
+	m.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), m.settings.Timeout)
+	defer cancel()
+
+	start := m.clock.Now()
+	tok, err := m.source.Fetch(ctx)
+	end := m.clock.Now()
+
+	var fe *FetchError
+	if err != nil {
+		fe = classifyError(err, end)
+		if errors.Is(err, context.DeadlineExceeded) {
+			fe.Description = fmt.Sprintf("no answer within %s (token.timeout)", m.settings.Timeout)
+		}
+	}
+	m.record(tok, fe, attempt, end)
+	m.readyOnce.Do(func() { close(m.ready) })
+	m.poke()
+
+	if m.hook != nil {
+		m.hook(m.cluster, end.Sub(start), fe)
+	}
+	if fe != nil {
+		return nil, fe
+	}
+	return tok, nil
+}
+
+func (m *Manager) record(tok *Token, fe *FetchError, attempt int, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.inFlight = false
+
+	if fe != nil {
+		m.failures++
+		m.counts.Failures++
+		m.lastErr = fe
+		m.lastErrAt = now
+		delay := m.settings.Backoff.Delay(m.failures, fe)
+		m.nextAttempt = now.Add(delay)
+		m.log.Warn("token request failed",
+			"attempt", attempt, "class", string(fe.Class), "status", fe.StatusCode,
+			"code", fe.Code, "provider_codes", fe.ProviderCodes, "error", fe.Error(),
+			"retry_in", delay.String(), "token_valid", m.token != nil && now.Before(m.usableUntil))
+		return
+	}
+
+	if m.failures > 0 {
+		m.log.Info("token request recovered", "failed_attempts", m.failures)
+	}
+	m.failures = 0
+	m.counts.Acquisitions++
+	m.nextAttempt = time.Time{}
+	m.token = tok
+	m.usableUntil, m.refreshAt = m.schedule(tok)
+	m.log.Debug("token acquired", "fingerprint", tok.Fingerprint(),
+		"expires_at", tok.Expiry.UTC(), "refresh_at", m.refreshAt.UTC())
+}
+
+// schedule returns when a token stops being handed out and when its refresh
+// starts. The clock skew margin is at most a quarter of the lifetime and the
+// refresh lead at most half, so a short-lived token is still used for a while.
+// Up to a tenth of the lead is subtracted at random so that replicas do not
+// refresh in lockstep.
+func (m *Manager) schedule(tok *Token) (usableUntil, refreshAt time.Time) {
+	lifetime := tok.Lifetime()
+	skew := min(m.settings.ClockSkew, lifetime/4)
+	lead := min(m.settings.RefreshBefore, lifetime/2)
+
+	usableUntil = tok.Expiry.Add(-skew)
+	refreshAt = usableUntil.Add(-lead)
+	if jitter := lead / 10; jitter > 0 {
+		refreshAt = refreshAt.Add(-rand.N(jitter))
+	}
+	return usableUntil, refreshAt
+}
+
+// Invalidate stops handing out the current token when its fingerprint matches,
+// because the upstream rejected it, and starts a new request. Repeated calls
+// for the same token cause one new request.
+func (m *Manager) Invalidate(fingerprint string) bool {
+	now := m.clock.Now()
+
+	m.mu.Lock()
+	matched := m.token != nil && m.token.Fingerprint() == fingerprint && now.Before(m.usableUntil)
+	if matched {
+		m.usableUntil = now
+		m.refreshAt = now
+		m.nextAttempt = time.Time{}
+		m.counts.Invalidations++
+	}
+	m.mu.Unlock()
+
+	if matched {
+		m.log.Warn("upstream rejected the token; requesting a new one", "fingerprint", fingerprint)
+		m.poke()
+	}
+	return matched
+}
+
+// Run keeps the token fresh until ctx ends: it requests the first token at
+// once, refreshes ahead of expiry, and retries failures after the backoff.
+func (m *Manager) Run(ctx context.Context) {
+	for {
+		wait := m.nextWake()
+		if wait <= 0 {
+			m.group.Do("token", m.acquire)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.clock.After(wait):
+		case <-m.wake:
+		}
+	}
+}
+
+// nextWake returns how long Run sleeps before the next token request.
+func (m *Manager) nextWake() time.Duration {
+	now := m.clock.Now()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	due := m.refreshAt
+	if m.token == nil {
+		due = now
+	}
+	if m.nextAttempt.After(due) {
+		due = m.nextAttempt
+	}
+	return due.Sub(now)
+}
