@@ -64,10 +64,15 @@ type Config struct {
 	ClockSkew time.Duration `yaml:"clock_skew"`
 }
 
-// reservedParams are token request parameters that the grant sets itself.
-var reservedParams = map[string]bool{
-	"grant_type": true, "scope": true, "client_id": true, "client_secret": true,
-	"audience": true, "resource": true,
+// reservedParams maps the token request parameters that the grant sets itself
+// to the configuration key that sets each.
+var reservedParams = map[string]string{
+	"grant_type":    "grant",
+	"scope":         "scopes",
+	"client_id":     "client_id",
+	"client_secret": "client_secret or client_secret_file",
+	"audience":      "audience",
+	"resource":      "resource",
 }
 
 // SetDefaults fills the empty fields that have defaults.
@@ -136,8 +141,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for k := range c.Params {
-		if reservedParams[k] {
-			add("params."+k, "reserved parameter; use the dedicated key instead")
+		if key, reserved := reservedParams[k]; reserved {
+			add("params."+k, "reserved parameter; use the %s key instead", key)
 		}
 	}
 	for _, d := range []struct {
