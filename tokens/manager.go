@@ -50,6 +50,9 @@ type Manager struct {
 	readyOnce sync.Once
 
 	mu sync.Mutex // guards the fields below
+	// runCtx is the context of Run, or nil before Run starts. Token requests
+	// derive from it, so stopping Run also stops a request in flight.
+	runCtx context.Context
 	// token is the newest token, possibly expired or invalidated.
 	token       *Token
 	usableUntil time.Time
@@ -219,9 +222,13 @@ func (m *Manager) acquire() (any, error) {
 	m.mu.Lock()
 	m.inFlight = true
 	attempt := m.failures + 1
+	base := m.runCtx
 	m.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), m.settings.Timeout)
+	if base == nil {
+		base = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(base, m.settings.Timeout)
 	defer cancel()
 
 	start := m.clock.Now()
@@ -323,7 +330,14 @@ func (m *Manager) Invalidate(fingerprint string) bool {
 // Run keeps the token fresh until ctx ends: it requests the first token at
 // once, refreshes ahead of expiry, and retries failures after the backoff.
 func (m *Manager) Run(ctx context.Context) {
+	m.mu.Lock()
+	m.runCtx = ctx
+	m.mu.Unlock()
+
 	for {
+		if ctx.Err() != nil {
+			return
+		}
 		wait := m.nextWake()
 		if wait <= 0 {
 			m.group.Do("token", m.acquire)

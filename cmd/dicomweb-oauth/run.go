@@ -56,6 +56,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	flags := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	flags.SetOutput(stderr)
+	flags.Usage = func() { fmt.Fprint(stderr, usage) }
 	path := flags.String("config", "", "path of the YAML or JSON configuration `file`")
 	if err := flags.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -64,7 +65,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if *path == "" || flags.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s needs --config FILE and no other arguments\n", cmd)
+		fmt.Fprintf(stderr, "%s needs --config FILE and no other arguments\n\n%s", cmd, usage)
 		return exitUsage
 	}
 
@@ -85,7 +86,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // checkConfig prints the resolved configuration with secrets redacted. It
-// also reads each client secret file, since serve fails when one is missing.
+// first reads each client secret file, since serve fails when one is missing
+// or empty, and prints only those errors when any fails.
 func checkConfig(cfg *config.File, stdout, stderr io.Writer) int {
 	code := exitOK
 	for _, name := range cfg.ClusterNames() {
@@ -93,6 +95,9 @@ func checkConfig(cfg *config.File, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "clusters.%s.token.%v\n", name, err)
 			code = exitFailed
 		}
+	}
+	if code != exitOK {
+		return code
 	}
 
 	out, err := yaml.Marshal(cfg.Redacted())
@@ -102,7 +107,7 @@ func checkConfig(cfg *config.File, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "# configuration is valid; %d cluster(s); secrets redacted\n%s",
 		len(cfg.Clusters), out)
-	return code
+	return exitOK
 }
 
 func buildVersion() string {

@@ -126,6 +126,9 @@ func Parse(name string, data []byte) (*File, error) {
 	lineOf := keyLines(root.Content[0], "")
 	f.setDefaults()
 	for _, e := range f.validate() {
+		if repeatsDecodeError(d, e.Path) {
+			continue
+		}
 		e.File = name
 		e.Line = closestLine(lineOf, e.Path)
 		d.errs = append(d.errs, e)
@@ -136,6 +139,20 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, Errors(d.errs)
 	}
 	return &f, nil
+}
+
+// repeatsDecodeError reports whether a validation error at path only repeats
+// a decoding error. Validate reports a client secret that is set neither way
+// under client_secret_file, so a client_secret that failed to decode counts
+// as well.
+func repeatsDecodeError(d *decoder, path string) bool {
+	if d.decodeFailed(path) {
+		return true
+	}
+	if token, ok := strings.CutSuffix(path, ".client_secret_file"); ok {
+		return d.decodeFailed(token + ".client_secret")
+	}
+	return false
 }
 
 func (f *File) setDefaults() {
@@ -221,8 +238,10 @@ func (f *File) validateClusters() []*Error {
 				errs = append(errs, &Error{Path: hostPath, Msg: err.Error()})
 				continue
 			}
-			key := strings.ToLower(h)
-			if other, dup := hostOwner[key]; dup {
+			key := normalizeHost(h)
+			if other, dup := hostOwner[key]; dup && other == name {
+				errs = append(errs, &Error{Path: hostPath, Msg: fmt.Sprintf("host %q is listed twice; remove one", h)})
+			} else if dup {
 				errs = append(errs, &Error{Path: hostPath,
 					Msg: fmt.Sprintf("host %q is also listed by cluster %q; a host belongs to one cluster", h, other)})
 			}
@@ -315,6 +334,17 @@ func checkHost(h string) error {
 		}
 	}
 	return nil
+}
+
+// normalizeHost returns the form of a host in which extproc.Router matches
+// it: lower case, without a trailing dot or IPv6 brackets.
+func normalizeHost(h string) string {
+	h = strings.ToLower(strings.TrimSpace(h))
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		return net.JoinHostPort(strings.TrimSuffix(host, "."), port)
+	}
+	h = strings.TrimSuffix(h, ".")
+	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
 }
 
 // Redacted is the placeholder shown instead of a secret.

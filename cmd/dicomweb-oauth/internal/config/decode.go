@@ -16,14 +16,46 @@ import (
 type decoder struct {
 	file string
 	errs []*Error
+	// invalid is the set of key paths whose values could not be decoded.
+	invalid map[string]bool
 }
 
+// fail records a value that could not be decoded.
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	if d.invalid == nil {
+		d.invalid = map[string]bool{}
+	}
+	d.invalid[path] = true
+	d.failKey(n, path, format, args...)
+}
+
+// failKey records a problem with a key, such as an unknown or duplicate key,
+// whose value is not the cause.
+func (d *decoder) failKey(n *yaml.Node, path, format string, args ...any) {
 	line := 0
 	if n != nil {
 		line = n.Line
 	}
 	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// decodeFailed reports whether the value at path, or at a key above it,
+// could not be decoded. Validation would then repeat that problem, for
+// example as "missing" for a key that is present with an invalid value.
+func (d *decoder) decodeFailed(path string) bool {
+	for p := path; ; {
+		if d.invalid[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			i = 0
+		}
+		p = p[:i]
+	}
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -128,7 +160,7 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 		key := keyNode.Value
 		keyPath := join(path, key)
 		if seen[key] {
-			d.fail(keyNode, keyPath, "duplicate key")
+			d.failKey(keyNode, keyPath, "duplicate key")
 			continue
 		}
 		seen[key] = true
@@ -154,9 +186,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		index, known := fields[key]
 		switch {
 		case !known:
-			d.fail(keyNode, keyPath, "unknown key%s", suggest(key, fields))
+			d.failKey(keyNode, keyPath, "unknown key%s", suggest(key, fields))
 		case seen[key]:
-			d.fail(keyNode, keyPath, "duplicate key")
+			d.failKey(keyNode, keyPath, "duplicate key")
 		default:
 			seen[key] = true
 			d.decode(valueNode, v.Field(index), keyPath)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -32,7 +33,8 @@ func expandEnv(s string) (string, error) {
 		case '{':
 			end := strings.IndexByte(s[i+2:], '}')
 			if end < 0 {
-				return "", fmt.Errorf("unterminated ${ in %q; close it with }, or write $$ for a literal $", s)
+				// The value is not quoted, because it may be a secret.
+				return "", errors.New("unterminated ${; close it with }, or write $$ for a literal $")
 			}
 			value, err := resolveVar(s[i+2 : i+2+end])
 			if err != nil {
@@ -50,7 +52,9 @@ func expandEnv(s string) (string, error) {
 func resolveVar(expr string) (string, error) {
 	name, fallback, hasDefault := strings.Cut(expr, ":-")
 	if !validVarName(name) {
-		return "", fmt.Errorf("invalid environment variable name %q in ${%s}", name, expr)
+		// The name is not quoted, because it may be part of a secret.
+		return "", errors.New("invalid environment variable name in ${...}; " +
+			"a name has letters, digits and _, and does not start with a digit")
 	}
 	value, set := lookupEnv(name)
 	if hasDefault && value == "" {
