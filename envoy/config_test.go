@@ -1,0 +1,253 @@
+// Package envoy_test checks the Envoy configurations shipped in this folder
+// against Envoy's own protobuf schema, from go-control-plane.
+package envoy_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	// Typed extensions that the shipped configurations use; protojson can
+	// decode an Any only when its type is registered.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+)
+
+// serviceClusterName is the Envoy cluster of dicomweb-oauth's gRPC listener.
+const serviceClusterName = "dicomweb_oauth"
+
+// decodeBootstrap converts YAML to JSON and decodes it strictly: an unknown
+// field is an error, as it is for Envoy.
+func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	js, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("converting to JSON: %w", err)
+	}
+	var b bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal(js, &b); err != nil {
+		return nil, err
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// serviceConfig is the part of dicomweb-oauth.yaml that the Envoy files
+// must agree with.
+type serviceConfig struct {
+	Listen struct {
+		GRPC string `yaml:"grpc"`
+	} `yaml:"listen"`
+	Clusters map[string]any `yaml:"clusters"`
+}
+
+func loadServiceConfig(t *testing.T) serviceConfig {
+	t.Helper()
+	data, err := os.ReadFile("dicomweb-oauth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c serviceConfig
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatalf("dicomweb-oauth.yaml: %v", err)
+	}
+	return c
+}
+
+// envoyFiles returns the Envoy bootstrap files: every YAML file here but the
+// service configuration.
+func envoyFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = slices.DeleteFunc(files, func(f string) bool { return f == "dicomweb-oauth.yaml" })
+	if len(files) == 0 {
+		t.Fatal("no Envoy configuration found")
+	}
+	return files
+}
+
+func TestEnvoyConfigsMatchSchema(t *testing.T) {
+	service := loadServiceConfig(t)
+	for _, file := range envoyFiles(t) {
+		t.Run(file, func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := decodeBootstrap(data)
+			if err != nil {
+				t.Fatalf("%s does not match Envoy's schema: %v", file, err)
+			}
+			checkCrossReferences(t, b, service)
+		})
+	}
+}
+
+func checkCrossReferences(t *testing.T, b *bootstrapv3.Bootstrap, service serviceConfig) {
+	clusters := map[string]bool{}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		clusters[c.GetName()] = true
+	}
+	if !clusters[serviceClusterName] {
+		t.Errorf("no cluster %q for dicomweb-oauth", serviceClusterName)
+	}
+	checkServiceEndpoint(t, b, service.Listen.GRPC)
+
+	var routed []string
+	for _, hcm := range connectionManagers(t, b) {
+		for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				routed = append(routed, checkRoute(t, r, clusters)...)
+			}
+		}
+		checkFilters(t, hcm)
+	}
+
+	sort.Strings(routed)
+	routed = slices.Compact(routed)
+	var configured []string
+	for name := range service.Clusters {
+		configured = append(configured, name)
+	}
+	sort.Strings(configured)
+	if !slices.Equal(routed, configured) {
+		t.Errorf("routed clusters %v differ from the clusters in dicomweb-oauth.yaml %v", routed, configured)
+	}
+}
+
+func checkServiceEndpoint(t *testing.T, b *bootstrapv3.Bootstrap, grpcAddr string) {
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() != serviceClusterName {
+			continue
+		}
+		for _, e := range c.GetLoadAssignment().GetEndpoints() {
+			for _, lb := range e.GetLbEndpoints() {
+				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+				got := fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
+				if got != grpcAddr {
+					t.Errorf("cluster %s points at %s, but the service listens on %s", serviceClusterName, got, grpcAddr)
+				}
+			}
+		}
+		if len(c.GetHealthChecks()) == 0 || c.GetHealthChecks()[0].GetGrpcHealthCheck() == nil {
+			t.Errorf("cluster %s has no gRPC health check", serviceClusterName)
+		}
+	}
+}
+
+func connectionManagers(t *testing.T, b *bootstrapv3.Bootstrap) []*hcmv3.HttpConnectionManager {
+	var out []*hcmv3.HttpConnectionManager
+	for _, l := range b.GetStaticResources().GetListeners() {
+		out = append(out, listenerManagers(t, l)...)
+	}
+	if len(out) == 0 {
+		t.Fatal("no HTTP connection manager")
+	}
+	return out
+}
+
+func listenerManagers(t *testing.T, l *listenerv3.Listener) []*hcmv3.HttpConnectionManager {
+	var out []*hcmv3.HttpConnectionManager
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			var hcm hcmv3.HttpConnectionManager
+			if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+				continue
+			}
+			if hcm.GetRequestTimeout().AsDuration() != 0 {
+				t.Errorf("listener %s: request_timeout %v would cut long transfers; set 0s",
+					l.GetName(), hcm.GetRequestTimeout().AsDuration())
+			}
+			out = append(out, &hcm)
+		}
+	}
+	return out
+}
+
+// checkRoute checks that a route's cluster exists and that its timeout does
+// not cut a long transfer. It returns the clusters the route sends to.
+func checkRoute(t *testing.T, r *routev3.Route, clusters map[string]bool) []string {
+	action := r.GetRoute()
+	if action == nil {
+		return nil
+	}
+	name := action.GetCluster()
+	if !clusters[name] {
+		t.Errorf("route %v names cluster %q, which does not exist", r.GetMatch(), name)
+	}
+	if action.GetTimeout() == nil || action.GetTimeout().AsDuration() != 0 {
+		t.Errorf("route to %s: set timeout: 0s, because Envoy's 15 s default cuts long STOW-RS and WADO-RS", name)
+	}
+	return []string{name}
+}
+
+func checkFilters(t *testing.T, hcm *hcmv3.HttpConnectionManager) {
+	filters := hcm.GetHttpFilters()
+	if len(filters) == 0 || filters[len(filters)-1].GetName() != "envoy.filters.http.router" {
+		t.Error("the router filter must be last")
+	}
+	for _, f := range filters {
+		var ep extprocv3.ExternalProcessor
+		if f.GetTypedConfig().UnmarshalTo(&ep) != nil {
+			continue
+		}
+		if got := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != serviceClusterName {
+			t.Errorf("ext_proc calls cluster %q, want %q", got, serviceClusterName)
+		}
+		mode := ep.GetProcessingMode()
+		if mode.GetRequestBodyMode() != extprocv3.ProcessingMode_NONE ||
+			mode.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
+			t.Error("ext_proc must not receive bodies: set request_body_mode and response_body_mode to NONE")
+		}
+		if ep.GetFailureModeAllow() {
+			t.Error("ext_proc failure_mode_allow would send requests without a token")
+		}
+		if !slices.Contains(ep.GetRequestAttributes(), "xds.cluster_name") {
+			t.Error("ext_proc must send the xds.cluster_name request attribute")
+		}
+	}
+}
+
+// TestDecodeRejectsMisspelledField proves the schema check catches a typo.
+func TestDecodeRejectsMisspelledField(t *testing.T) {
+	data, err := os.ReadFile("ext-proc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typo := range []struct{ field, misspelled string }{
+		{"message_timeout:", "message_timout:"},
+		{"request_attributes:", "request_atributes:"},
+		{"prefix_rewrite:", "prefix_rewite:"},
+		{"connect_timeout: 0.25s", "connect_timeout: 250"},
+	} {
+		bad := strings.Replace(string(data), typo.field, typo.misspelled, 1)
+		if bad == string(data) {
+			t.Fatalf("ext-proc.yaml has no %q to misspell", typo.field)
+		}
+		if _, err := decodeBootstrap([]byte(bad)); err == nil {
+			t.Errorf("decoding with %q succeeded, want an error", typo.misspelled)
+		}
+	}
+}
