@@ -30,7 +30,7 @@ func NewRouter(clusterHosts map[string][]string) (*Router, error) {
 	for _, name := range names {
 		r.clusters[name] = true
 		for _, h := range clusterHosts[name] {
-			key := normalizeHost(h)
+			key := NormalizeHost(h)
 			if other, dup := r.hosts[key]; dup && other != name {
 				return nil, fmt.Errorf("host %q is listed by clusters %q and %q; a host can belong to one cluster only",
 					h, other, name)
@@ -54,19 +54,21 @@ func (r *Router) Cluster(named, authority string) (string, bool) {
 		return "", false
 	}
 
-	key := normalizeHost(authority)
+	key := NormalizeHost(authority)
 	if c, ok := r.hosts[key]; ok {
 		return c, true
 	}
 	if host, _, err := net.SplitHostPort(key); err == nil {
-		if c, ok := r.hosts[normalizeHost(host)]; ok {
+		if c, ok := r.hosts[NormalizeHost(host)]; ok {
 			return c, true
 		}
 	}
 	return "", false
 }
 
-func normalizeHost(h string) string {
+// NormalizeHost returns the form in which a Router compares hosts: lower
+// case, without a trailing dot or IPv6 brackets, with the port kept.
+func NormalizeHost(h string) string {
 	h = strings.ToLower(strings.TrimSpace(h))
 	if host, port, err := net.SplitHostPort(h); err == nil {
 		return net.JoinHostPort(strings.TrimSuffix(host, "."), port)

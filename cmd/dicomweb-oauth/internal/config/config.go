@@ -238,7 +238,7 @@ func (f *File) validateClusters() []*Error {
 				errs = append(errs, &Error{Path: hostPath, Msg: err.Error()})
 				continue
 			}
-			key := normalizeHost(h)
+			key := extproc.NormalizeHost(h)
 			if other, dup := hostOwner[key]; dup && other == name {
 				errs = append(errs, &Error{Path: hostPath, Msg: fmt.Sprintf("host %q is listed twice; remove one", h)})
 			} else if dup {
@@ -334,17 +334,6 @@ func checkHost(h string) error {
 		}
 	}
 	return nil
-}
-
-// normalizeHost returns the form of a host in which extproc.Router matches
-// it: lower case, without a trailing dot or IPv6 brackets.
-func normalizeHost(h string) string {
-	h = strings.ToLower(strings.TrimSpace(h))
-	if host, port, err := net.SplitHostPort(h); err == nil {
-		return net.JoinHostPort(strings.TrimSuffix(host, "."), port)
-	}
-	h = strings.TrimSuffix(h, ".")
-	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
 }
 
 // Redacted is the placeholder shown instead of a secret.
