@@ -350,3 +350,62 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestManagerHonoursRetryAfter: after a 429 with Retry-After: 60 the
+// provider sees no request for 60 seconds, even from the background loop.
+func TestManagerHonoursRetryAfter(t *testing.T) {
+	clock := newFakeClock()
+	var limited atomic.Bool
+	limited.Store(true)
+	src := &scriptedSource{fetch: func(_ context.Context, n int64) (*Token, error) {
+		if limited.Load() {
+			return nil, &FetchError{Class: ClassRateLimited, StatusCode: 429, RetryAfter: time.Minute}
+		}
+		now := clock.Now()
+		return &Token{AccessToken: fmt.Sprintf("token-%d", n), Received: now, Expiry: now.Add(time.Hour)}, nil
+	}}
+	m := newTestManager(src, clock, Settings{Backoff: Backoff{Base: time.Second, Max: 2 * time.Minute}})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	<-m.Ready()
+	waitFor(t, "retry timer", func() bool { return clock.Waiters() > 0 })
+	for i := 0; i < 59; i++ {
+		clock.Advance(time.Second)
+		if _, err := m.Token(context.Background()); err == nil {
+			t.Fatal("Token succeeded while rate limited")
+		}
+	}
+	if got := src.calls.Load(); got != 1 {
+		t.Fatalf("token requests within Retry-After = %d, want 1", got)
+	}
+
+	limited.Store(false)
+	clock.Advance(time.Second)
+	waitFor(t, "retry after 60s", func() bool { return src.calls.Load() == 2 })
+	if _, err := m.Token(context.Background()); err != nil {
+		t.Errorf("Token after the retry: %v", err)
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	b := Backoff{Base: time.Second, Max: 30 * time.Second, ConfigMin: time.Minute}
+	for failures := 1; failures <= 10; failures++ {
+		ceiling := min(time.Second<<(failures-1), 30*time.Second)
+		for i := 0; i < 50; i++ {
+			d := b.Delay(failures, &FetchError{Class: ClassTransient})
+			if d < time.Second || d > ceiling {
+				t.Fatalf("Delay(%d) = %v, want within [1s, %v]", failures, d, ceiling)
+			}
+		}
+	}
+	if d := b.Delay(1, &FetchError{Class: ClassConfig}); d < time.Minute {
+		t.Errorf("Delay after a config error = %v, want at least 1m", d)
+	}
+	if d := b.Delay(1, &FetchError{Class: ClassRateLimited, RetryAfter: 90 * time.Second}); d < 90*time.Second {
+		t.Errorf("Delay with Retry-After 90s = %v, want at least 90s", d)
+	}
+}
