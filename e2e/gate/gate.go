@@ -1,0 +1,244 @@
+// Package gate is the protected side of the end-to-end test bed: a reverse
+// proxy that forwards a request to its upstream only when the request carries
+// a bearer token that verifies against the test issuer's JWKS. It acts as
+// the OAuth2 resource server in front of a protected DICOMweb server.
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+// realm is the realm named in WWW-Authenticate challenges.
+const realm = "dicomweb-gate"
+
+// Config holds the upstream and the token checks of a Gate.
+type Config struct {
+	// Upstream is the base URL that accepted requests are forwarded to,
+	// for example "http://127.0.0.1:8042".
+	Upstream string
+
+	// IssuerURL is the OpenID issuer whose discovery document names the JWKS.
+	// Tokens must carry it as "iss".
+	IssuerURL string
+
+	// Audience must be one of the token's "aud" values.
+	Audience string
+
+	// Logger receives one debug line per rejected request. Nil discards.
+	Logger *slog.Logger
+}
+
+// Stats is a snapshot of the gate's counters.
+type Stats struct {
+	Accepted       int64
+	Rejected       int64
+	DistinctTokens int
+}
+
+// Gate is an http.Handler that checks bearer tokens and forwards accepted
+// requests with the Authorization header removed. Its methods are safe for
+// concurrent use.
+type Gate struct {
+	proxy    *httputil.ReverseProxy
+	verifier *oidc.IDTokenVerifier
+	logger   *slog.Logger
+
+	accepted atomic.Int64
+	rejected atomic.Int64
+
+	mu       sync.Mutex     // guards tokenIDs
+	tokenIDs map[string]int // accepted requests per token "jti"
+}
+
+// New reads the issuer's discovery document and returns a Gate. Keys are
+// fetched from the JWKS on first use and again when a token names an unknown
+// key ID. The HTTP client is used for discovery and JWKS requests; nil means
+// a client that ignores proxy settings in the environment.
+func New(ctx context.Context, cfg Config, client *http.Client) (*Gate, error) {
+	upstream, err := url.Parse(cfg.Upstream)
+	if err != nil || upstream.Scheme == "" || upstream.Host == "" {
+		return nil, fmt.Errorf("gate: invalid upstream URL %q", cfg.Upstream)
+	}
+	if cfg.Audience == "" {
+		return nil, errors.New("gate: Audience is required")
+	}
+	if client == nil {
+		client = &http.Client{Transport: directTransport(), Timeout: 10 * time.Second}
+	}
+
+	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, client), cfg.IssuerURL)
+	if err != nil {
+		return nil, fmt.Errorf("gate: discover issuer %s: %w", cfg.IssuerURL, err)
+	}
+
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gate{
+		verifier: provider.Verifier(&oidc.Config{ClientID: cfg.Audience}),
+		logger:   logger,
+		tokenIDs: map[string]int{},
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			pr.Out.Header.Del("Authorization")
+		},
+		Transport: directTransport(),
+		// A negative interval flushes every write, so responses stream.
+		FlushInterval: -1,
+	}
+	return g, nil
+}
+
+// directTransport returns a transport that never uses a proxy from the
+// environment, because the test bed talks to 127.0.0.1 only.
+func directTransport() *http.Transport {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.Proxy = nil
+	return transport
+}
+
+// ServeHTTP forwards r upstream if its bearer token is valid, and otherwise
+// responds with 401 and an RFC 6750 challenge.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, found := bearerToken(r.Header.Get("Authorization"))
+	if !found {
+		g.reject(w, r, "missing bearer token", false)
+		return
+	}
+
+	token, err := g.verifier.Verify(r.Context(), raw)
+	if err != nil {
+		g.reject(w, r, err.Error(), true)
+		return
+	}
+	var claims struct {
+		ID string `json:"jti"`
+	}
+	if err := token.Claims(&claims); err != nil {
+		g.reject(w, r, "decode claims: "+err.Error(), true)
+		return
+	}
+
+	g.accept(claims.ID)
+	g.proxy.ServeHTTP(w, r)
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header value.
+// The scheme is matched case-insensitively (RFC 7235 section 2.1).
+func bearerToken(header string) (string, bool) {
+	scheme, token, found := strings.Cut(header, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+func (g *Gate) accept(tokenID string) {
+	g.accepted.Add(1)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.tokenIDs[tokenID]++
+}
+
+// reject responds with 401. RFC 6750 section 3.1 puts an error code in the
+// challenge only when the request carried a token.
+func (g *Gate) reject(w http.ResponseWriter, r *http.Request, reason string, hadToken bool) {
+	g.rejected.Add(1)
+	g.logger.Debug("request rejected", "method", r.Method, "path", r.URL.Path, "reason", reason)
+
+	challenge := fmt.Sprintf("Bearer realm=%q", realm)
+	body := `{"error":"unauthorized"}`
+	if hadToken {
+		challenge += `, error="invalid_token", error_description="the access token is invalid or expired"`
+		body = `{"error":"invalid_token"}`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.Write([]byte(body + "\n"))
+}
+
+// Accepted returns how many requests were forwarded.
+func (g *Gate) Accepted() int64 { return g.accepted.Load() }
+
+// Rejected returns how many requests got a 401 response.
+func (g *Gate) Rejected() int64 { return g.rejected.Load() }
+
+// TokenIDs returns the sorted "jti" values of the tokens of accepted requests.
+func (g *Gate) TokenIDs() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ids := make([]string, 0, len(g.tokenIDs))
+	for id := range g.tokenIDs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Stats returns the current counters.
+func (g *Gate) Stats() Stats {
+	return Stats{
+		Accepted:       g.Accepted(),
+		Rejected:       g.Rejected(),
+		DistinctTokens: len(g.TokenIDs()),
+	}
+}
+
+// Server is a Gate listening on 127.0.0.1.
+type Server struct {
+	*Gate
+	url    string
+	server *http.Server
+}
+
+// Start creates a Gate and serves it on a free port of 127.0.0.1.
+// Call Close to stop it.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	g, err := New(ctx, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("gate: listen on 127.0.0.1: %w", err)
+	}
+	s := &Server{
+		Gate:   g,
+		url:    "http://" + listener.Addr().String(),
+		server: &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second},
+	}
+	go func() {
+		// Serve returns http.ErrServerClosed after Close, so its error is dropped.
+		_ = s.server.Serve(listener)
+	}()
+	return s, nil
+}
+
+// URL returns the base URL of the gate, for example "http://127.0.0.1:41235".
+func (s *Server) URL() string { return s.url }
+
+// Addr returns the host:port the gate listens on.
+func (s *Server) Addr() string { return strings.TrimPrefix(s.url, "http://") }
+
+// Close stops the server and closes its open connections.
+func (s *Server) Close() error { return s.server.Close() }
