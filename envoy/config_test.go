@@ -13,22 +13,28 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	// Typed extensions that the shipped configurations use; protojson can
 	// decode an Any only when its type is registered.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
 
-// serviceClusterName is the Envoy cluster of dicomweb-oauth's gRPC listener.
-const serviceClusterName = "dicomweb_oauth"
+// Envoy cluster names of dicomweb-oauth's gRPC and HTTP check listeners.
+const (
+	serviceClusterName     = "dicomweb_oauth"
+	serviceHTTPClusterName = "dicomweb_oauth_http"
+)
 
 // decodeBootstrap converts YAML to JSON and decodes it strictly: an unknown
 // field is an error, as it is for Envoy.
@@ -56,6 +62,7 @@ func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
 type serviceConfig struct {
 	Listen struct {
 		GRPC string `yaml:"grpc"`
+		HTTP string `yaml:"http"`
 	} `yaml:"listen"`
 	Clusters map[string]any `yaml:"clusters"`
 }
@@ -110,19 +117,26 @@ func checkCrossReferences(t *testing.T, b *bootstrapv3.Bootstrap, service servic
 	for _, c := range b.GetStaticResources().GetClusters() {
 		clusters[c.GetName()] = true
 	}
-	if !clusters[serviceClusterName] {
-		t.Errorf("no cluster %q for dicomweb-oauth", serviceClusterName)
-	}
-	checkServiceEndpoint(t, b, service.Listen.GRPC)
+	checkServiceEndpoint(t, b, serviceClusterName, service.Listen.GRPC)
+	checkServiceEndpoint(t, b, serviceHTTPClusterName, service.Listen.HTTP)
 
 	var routed []string
+	decisionFilters := 0
 	for _, hcm := range connectionManagers(t, b) {
+		authz := extAuthzFilter(hcm)
 		for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
 			for _, r := range vh.GetRoutes() {
 				routed = append(routed, checkRoute(t, r, clusters)...)
+				checkRouteNamesCluster(t, r, authz)
 			}
 		}
-		checkFilters(t, hcm)
+		decisionFilters += checkFilters(t, hcm.GetHttpFilters(), clusters)
+	}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		decisionFilters += checkUpstreamFilters(t, c, clusters)
+	}
+	if decisionFilters == 0 {
+		t.Error("no ext_proc or ext_authz filter calls dicomweb-oauth")
 	}
 
 	sort.Strings(routed)
@@ -137,22 +151,25 @@ func checkCrossReferences(t *testing.T, b *bootstrapv3.Bootstrap, service servic
 	}
 }
 
-func checkServiceEndpoint(t *testing.T, b *bootstrapv3.Bootstrap, grpcAddr string) {
+// checkServiceEndpoint checks that the named cluster, if present, points at
+// the service's listener, and that the gRPC one is health-checked.
+func checkServiceEndpoint(t *testing.T, b *bootstrapv3.Bootstrap, name, addr string) {
 	for _, c := range b.GetStaticResources().GetClusters() {
-		if c.GetName() != serviceClusterName {
+		if c.GetName() != name {
 			continue
 		}
 		for _, e := range c.GetLoadAssignment().GetEndpoints() {
 			for _, lb := range e.GetLbEndpoints() {
 				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 				got := fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
-				if got != grpcAddr {
-					t.Errorf("cluster %s points at %s, but the service listens on %s", serviceClusterName, got, grpcAddr)
+				if got != addr {
+					t.Errorf("cluster %s points at %s, but the service listens on %s", name, got, addr)
 				}
 			}
 		}
-		if len(c.GetHealthChecks()) == 0 || c.GetHealthChecks()[0].GetGrpcHealthCheck() == nil {
-			t.Errorf("cluster %s has no gRPC health check", serviceClusterName)
+		if name == serviceClusterName &&
+			(len(c.GetHealthChecks()) == 0 || c.GetHealthChecks()[0].GetGrpcHealthCheck() == nil) {
+			t.Errorf("cluster %s has no gRPC health check", name)
 		}
 	}
 }
@@ -203,31 +220,132 @@ func checkRoute(t *testing.T, r *routev3.Route, clusters map[string]bool) []stri
 	return []string{name}
 }
 
-func checkFilters(t *testing.T, hcm *hcmv3.HttpConnectionManager) {
-	filters := hcm.GetHttpFilters()
-	if len(filters) == 0 || filters[len(filters)-1].GetName() != "envoy.filters.http.router" {
-		t.Error("the router filter must be last")
-	}
+// checkFilters checks a downstream or upstream filter chain and returns how
+// many filters in it call dicomweb-oauth.
+func checkFilters(t *testing.T, filters []*hcmv3.HttpFilter, clusters map[string]bool) int {
+	t.Helper()
+	count := 0
 	for _, f := range filters {
 		var ep extprocv3.ExternalProcessor
-		if f.GetTypedConfig().UnmarshalTo(&ep) != nil {
-			continue
+		if f.GetTypedConfig().UnmarshalTo(&ep) == nil {
+			checkExtProc(t, &ep)
+			count++
 		}
-		if got := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != serviceClusterName {
-			t.Errorf("ext_proc calls cluster %q, want %q", got, serviceClusterName)
-		}
-		mode := ep.GetProcessingMode()
-		if mode.GetRequestBodyMode() != extprocv3.ProcessingMode_NONE ||
-			mode.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
-			t.Error("ext_proc must not receive bodies: set request_body_mode and response_body_mode to NONE")
-		}
-		if ep.GetFailureModeAllow() {
-			t.Error("ext_proc failure_mode_allow would send requests without a token")
-		}
-		if !slices.Contains(ep.GetRequestAttributes(), "xds.cluster_name") {
-			t.Error("ext_proc must send the xds.cluster_name request attribute")
+		var az extauthzv3.ExtAuthz
+		if f.GetTypedConfig().UnmarshalTo(&az) == nil {
+			checkExtAuthz(t, &az, clusters)
+			count++
 		}
 	}
+	return count
+}
+
+func checkExtProc(t *testing.T, ep *extprocv3.ExternalProcessor) {
+	t.Helper()
+	if got := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != serviceClusterName {
+		t.Errorf("ext_proc calls cluster %q, want %q", got, serviceClusterName)
+	}
+	mode := ep.GetProcessingMode()
+	if mode.GetRequestBodyMode() != extprocv3.ProcessingMode_NONE ||
+		mode.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
+		t.Error("ext_proc must not receive bodies: set request_body_mode and response_body_mode to NONE")
+	}
+	if ep.GetFailureModeAllow() {
+		t.Error("ext_proc failure_mode_allow would send requests without a token")
+	}
+	if !slices.Contains(ep.GetRequestAttributes(), "xds.cluster_name") {
+		t.Error("ext_proc must send the xds.cluster_name request attribute")
+	}
+}
+
+func checkExtAuthz(t *testing.T, az *extauthzv3.ExtAuthz, clusters map[string]bool) {
+	t.Helper()
+	if az.GetFailureModeAllow() {
+		t.Error("ext_authz failure_mode_allow would send requests without a token")
+	}
+	if az.GetWithRequestBody() != nil {
+		t.Error("ext_authz with_request_body buffers DICOM bodies; remove it")
+	}
+	if grpc := az.GetGrpcService(); grpc != nil {
+		if got := grpc.GetEnvoyGrpc().GetClusterName(); got != serviceClusterName {
+			t.Errorf("ext_authz calls cluster %q, want %q", got, serviceClusterName)
+		}
+		return
+	}
+	http := az.GetHttpService()
+	if !clusters[http.GetServerUri().GetCluster()] {
+		t.Errorf("HTTP ext_authz calls cluster %q, which does not exist", http.GetServerUri().GetCluster())
+	}
+	if http.GetPathPrefix() != "/check" {
+		t.Errorf("HTTP ext_authz path_prefix = %q, want /check", http.GetPathPrefix())
+	}
+	allowed := false
+	for _, p := range http.GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns() {
+		allowed = allowed || strings.EqualFold(p.GetExact(), "authorization")
+	}
+	if !allowed {
+		t.Error("HTTP ext_authz must list authorization in allowed_upstream_headers")
+	}
+}
+
+// extAuthzFilter returns the connection manager's ext_authz filter, or nil.
+func extAuthzFilter(hcm *hcmv3.HttpConnectionManager) *extauthzv3.ExtAuthz {
+	for _, f := range hcm.GetHttpFilters() {
+		var az extauthzv3.ExtAuthz
+		if f.GetTypedConfig().UnmarshalTo(&az) == nil {
+			return &az
+		}
+	}
+	return nil
+}
+
+// checkRouteNamesCluster checks that ext_authz learns a route's cluster: from
+// the per-route context extension with gRPC, from the path prefix with HTTP.
+func checkRouteNamesCluster(t *testing.T, r *routev3.Route, authz *extauthzv3.ExtAuthz) {
+	t.Helper()
+	cluster := r.GetRoute().GetCluster()
+	if authz == nil || cluster == "" {
+		return
+	}
+	if authz.GetHttpService() != nil {
+		if want := "/" + cluster + "/"; r.GetMatch().GetPrefix() != want {
+			t.Errorf("route to %s: prefix %q, want %q so that the check path names the cluster",
+				cluster, r.GetMatch().GetPrefix(), want)
+		}
+		return
+	}
+	var perRoute extauthzv3.ExtAuthzPerRoute
+	config, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
+	if !ok || config.UnmarshalTo(&perRoute) != nil {
+		t.Errorf("route to %s has no ext_authz per-route config naming its cluster", cluster)
+		return
+	}
+	if got := perRoute.GetCheckSettings().GetContextExtensions()["cluster"]; got != cluster {
+		t.Errorf("route to %s: context extension cluster = %q, want %q", cluster, got, cluster)
+	}
+}
+
+// checkUpstreamFilters checks the upstream HTTP filters of a cluster and
+// returns how many call dicomweb-oauth.
+func checkUpstreamFilters(t *testing.T, c *clusterv3.Cluster, clusters map[string]bool) int {
+	t.Helper()
+	config, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+	if !ok {
+		return 0
+	}
+	var options upstreamhttpv3.HttpProtocolOptions
+	if err := config.UnmarshalTo(&options); err != nil {
+		t.Errorf("cluster %s: %v", c.GetName(), err)
+		return 0
+	}
+	filters := options.GetHttpFilters()
+	if len(filters) == 0 {
+		return 0
+	}
+	if last := filters[len(filters)-1].GetName(); last != "envoy.filters.http.upstream_codec" {
+		t.Errorf("cluster %s: the last upstream filter is %s, want envoy.filters.http.upstream_codec", c.GetName(), last)
+	}
+	return checkFilters(t, filters, clusters)
 }
 
 // TestDecodeRejectsMisspelledField proves the schema check catches a typo.
