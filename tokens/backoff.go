@@ -14,6 +14,10 @@ type Backoff struct {
 	// ConfigMin is the least wait after a configuration error such as
 	// invalid_client, which a quick retry does not fix.
 	ConfigMin time.Duration
+
+	// jitter returns a random duration in [0, n]; nil means rand.N. Tests
+	// replace it to make the schedule deterministic.
+	jitter func(n time.Duration) time.Duration
 }
 
 // DefaultBackoff is the schedule used when none is configured.
@@ -30,7 +34,7 @@ func (b Backoff) Delay(failures int, err *FetchError) time.Duration {
 
 	delay := b.Base
 	if ceiling > b.Base {
-		delay += rand.N(ceiling - b.Base + 1)
+		delay += b.random(ceiling - b.Base)
 	}
 	if err != nil {
 		if err.Class == ClassConfig {
@@ -39,4 +43,11 @@ func (b Backoff) Delay(failures int, err *FetchError) time.Duration {
 		delay = max(delay, err.RetryAfter)
 	}
 	return delay
+}
+
+func (b Backoff) random(n time.Duration) time.Duration {
+	if b.jitter != nil {
+		return b.jitter(n)
+	}
+	return rand.N(n + 1)
 }

@@ -9,12 +9,31 @@ import (
 type fakeClock struct {
 	mu      sync.Mutex
 	now     time.Time
-	waiters []fakeWaiter
+	waiters []*fakeWaiter
 }
 
 type fakeWaiter struct {
 	at time.Time
 	ch chan time.Time
+}
+
+// fakeTimer is a timer of a fakeClock.
+type fakeTimer struct {
+	clock *fakeClock
+	w     *fakeWaiter
+}
+
+func (t fakeTimer) C() <-chan time.Time { return t.w.ch }
+
+func (t fakeTimer) Stop() {
+	t.clock.mu.Lock()
+	defer t.clock.mu.Unlock()
+	for i, w := range t.clock.waiters {
+		if w == t.w {
+			t.clock.waiters = append(t.clock.waiters[:i], t.clock.waiters[i+1:]...)
+			return
+		}
+	}
 }
 
 func newFakeClock() *fakeClock {
@@ -27,17 +46,16 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+func (c *fakeClock) NewTimer(d time.Duration) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	at := c.now.Add(d)
+	w := &fakeWaiter{at: c.now.Add(d), ch: make(chan time.Time, 1)}
 	if d <= 0 {
-		ch <- c.now
-		return ch
+		w.ch <- c.now
+		return fakeTimer{clock: c, w: w}
 	}
-	c.waiters = append(c.waiters, fakeWaiter{at: at, ch: ch})
-	return ch
+	c.waiters = append(c.waiters, w)
+	return fakeTimer{clock: c, w: w}
 }
 
 // Advance moves the clock forward and fires the timers that are due.
@@ -56,7 +74,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.waiters = kept
 }
 
-// Waiters returns how many timers are pending.
+// Waiters returns how many timers are pending. A Manager's Run has one
+// pending timer exactly while it sleeps.
 func (c *fakeClock) Waiters() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

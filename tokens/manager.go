@@ -97,8 +97,14 @@ func NewManager(cluster string, source Source, s Settings, opts ...Option) *Mana
 	if s.Timeout <= 0 {
 		s.Timeout = DefaultTimeout
 	}
-	if s.Backoff == (Backoff{}) {
-		s.Backoff = DefaultBackoff
+	if s.Backoff.Base <= 0 {
+		s.Backoff.Base = DefaultBackoff.Base
+	}
+	if s.Backoff.Max < s.Backoff.Base {
+		s.Backoff.Max = max(DefaultBackoff.Max, s.Backoff.Base)
+	}
+	if s.Backoff.ConfigMin <= 0 {
+		s.Backoff.ConfigMin = DefaultBackoff.ConfigMin
 	}
 	m := &Manager{
 		cluster:  cluster,
@@ -343,12 +349,13 @@ func (m *Manager) Run(ctx context.Context) {
 			m.group.Do("token", m.acquire)
 			continue
 		}
+		timer := m.clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			return
-		case <-m.clock.After(wait):
+		case <-timer.C():
 		case <-m.wake:
 		}
+		timer.Stop()
 	}
 }
 
