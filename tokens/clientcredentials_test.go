@@ -237,3 +237,85 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestClientCredentialsResponseShapes(t *testing.T) {
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+		wantToken   string
+		wantExpiry  time.Duration
+	}{
+		{"number", "application/json", `{"access_token":"t1","token_type":"Bearer","expires_in":3599}`, "t1", 3599 * time.Second},
+		{"string", "application/json", `{"access_token":"t2","token_type":"Bearer","expires_in":"3599","ext_expires_in":"3599","expires_on":"1671217329"}`, "t2", 3599 * time.Second},
+		{"lowercase bearer", "application/json", `{"access_token":"t3","token_type":"bearer","expires_in":300}`, "t3", 5 * time.Minute},
+		{"missing expires_in", "application/json", `{"access_token":"t4","token_type":"Bearer"}`, "t4", DefaultLifetime},
+		{"zero expires_in", "application/json", `{"access_token":"t5","token_type":"Bearer","expires_in":0}`, "t5", DefaultLifetime},
+		{"negative expires_in", "application/json", `{"access_token":"t6","token_type":"Bearer","expires_in":-1}`, "t6", DefaultLifetime},
+		{"extra fields", "application/json", `{"access_token":"t7","token_type":"Bearer","expires_in":60,"scope":"a b","refresh_token":"r","id_token":"x","not-before-policy":0}`, "t7", time.Minute},
+		{"form encoded", "application/x-www-form-urlencoded", `access_token=t8&token_type=bearer&expires_in=120`, "t8", 2 * time.Minute},
+		{"charset parameter", "application/json; charset=utf-8", `{"access_token":"t9","token_type":"Bearer","expires_in":60}`, "t9", time.Minute},
+	}
+	e := newFakeEndpoint(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.SetRaw(http.StatusOK, tt.contentType, tt.body, nil)
+			before := time.Now()
+			tok, err := newTestSource(t, testConfig(e.URL())).Fetch(context.Background())
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			if tok.AccessToken != tt.wantToken {
+				t.Errorf("access token = %q, want %q", tok.AccessToken, tt.wantToken)
+			}
+			if got := tok.Expiry.Sub(tok.Received); got != tt.wantExpiry {
+				t.Errorf("lifetime = %v, want %v", got, tt.wantExpiry)
+			}
+			if tok.Received.Before(before) {
+				t.Errorf("received %v before the request at %v", tok.Received, before)
+			}
+		})
+	}
+}
+
+func TestClientCredentialsBrokenAnswers(t *testing.T) {
+	e := newFakeEndpoint(t)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    ErrorClass
+		wantIn  string
+	}{
+		{"malformed json", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"access_token":"t1",`))
+		}, ClassBadResponse, "could not be parsed"},
+		{"connection dropped", func(w http.ResponseWriter, _ *http.Request) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+		}, ClassTransient, "EOF"},
+		{"truncated body", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", "500")
+			_, _ = w.Write([]byte(`{"access_token":`))
+		}, ClassTransient, "unexpected EOF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.Set(tt.handler)
+			_, err := newTestSource(t, testConfig(e.URL())).Fetch(context.Background())
+			var fe *FetchError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error = %v, want a *FetchError", err)
+			}
+			if fe.Class != tt.want {
+				t.Errorf("class = %q, want %q (error: %v)", fe.Class, tt.want, err)
+			}
+			if !strings.Contains(err.Error(), tt.wantIn) {
+				t.Errorf("error %q does not contain %q", err, tt.wantIn)
+			}
+		})
+	}
+}

@@ -106,7 +106,8 @@ func tokenExpiry(f tokenFields, received time.Time, defaultLifetime time.Duratio
 // maxExpiresIn caps expires_in at ten years so the duration cannot overflow.
 const maxExpiresIn = 10 * 365 * 24 * 3600
 
-// parseExpiresIn reads expires_in as a JSON number or a string of digits.
+// parseExpiresIn reads expires_in as a JSON number, a string of digits, or
+// the int64 or float64 that x/oauth2 makes of a form-encoded value.
 // It reports present=false when the field is missing or empty.
 func parseExpiresIn(v any) (seconds int64, present bool, err error) {
 	var s string
@@ -115,6 +116,11 @@ func parseExpiresIn(v any) (seconds int64, present bool, err error) {
 		return 0, false, nil
 	case float64:
 		s = strconv.FormatFloat(x, 'f', -1, 64)
+	case int64:
+		// x/oauth2 converts numeric form-encoded values to int64 or float64.
+		s = strconv.FormatInt(x, 10)
+	case int:
+		s = strconv.Itoa(x)
 	case json.Number:
 		s = x.String()
 	case string:
