@@ -68,8 +68,12 @@ type Manager struct {
 
 // Counts are the totals of a Manager since it started.
 type Counts struct {
-	Acquisitions  uint64 `json:"acquisitions"`
-	Failures      uint64 `json:"failures"`
+	Acquisitions uint64 `json:"acquisitions"`
+	Failures     uint64 `json:"failures"`
+	// UpstreamRejections counts 401 answers reported through Invalidate.
+	UpstreamRejections uint64 `json:"upstream_rejections"`
+	// Invalidations counts tokens taken out of use after a rejection; many
+	// rejections of one token make one invalidation.
 	Invalidations uint64 `json:"invalidations"`
 }
 
@@ -317,6 +321,7 @@ func (m *Manager) Invalidate(fingerprint string) bool {
 	now := m.clock.Now()
 
 	m.mu.Lock()
+	m.counts.UpstreamRejections++
 	matched := m.token != nil && m.token.Fingerprint() == fingerprint && now.Before(m.usableUntil)
 	if matched {
 		m.usableUntil = now

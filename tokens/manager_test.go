@@ -270,6 +270,9 @@ func TestManagerInvalidate(t *testing.T) {
 	if got := m.Status().Invalidations; got != 1 {
 		t.Errorf("status invalidations = %d, want 1", got)
 	}
+	if got := m.Status().UpstreamRejections; got != 22 {
+		t.Errorf("status upstream rejections = %d, want 22", got)
+	}
 }
 
 // TestManagerConcurrentFirstRequests: 500 concurrent first requests for one

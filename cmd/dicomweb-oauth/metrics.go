@@ -90,13 +90,16 @@ var (
 		"1 when the cluster holds a token that is handed out, else 0.", []string{"cluster"}, nil)
 	tokenExpiryDesc = prometheus.NewDesc("dicomweb_oauth_token_expiry_timestamp_seconds",
 		"Expiry of the cluster's newest token, in Unix seconds.", []string{"cluster"}, nil)
-	invalidationsDesc = prometheus.NewDesc("dicomweb_oauth_upstream_rejections_total",
-		"Tokens invalidated because the upstream answered 401.", []string{"cluster"}, nil)
+	rejectionsDesc = prometheus.NewDesc("dicomweb_oauth_upstream_rejections_total",
+		"Upstream 401 answers to requests that carried a token from this service.", []string{"cluster"}, nil)
+	invalidationsDesc = prometheus.NewDesc("dicomweb_oauth_token_invalidations_total",
+		"Tokens taken out of use because the upstream rejected them.", []string{"cluster"}, nil)
 )
 
 func (c tokenCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tokenValidDesc
 	ch <- tokenExpiryDesc
+	ch <- rejectionsDesc
 	ch <- invalidationsDesc
 }
 
@@ -111,6 +114,8 @@ func (c tokenCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(tokenExpiryDesc, prometheus.GaugeValue,
 				float64(s.ExpiresAt.Unix()), s.Cluster)
 		}
+		ch <- prometheus.MustNewConstMetric(rejectionsDesc, prometheus.CounterValue,
+			float64(s.UpstreamRejections), s.Cluster)
 		ch <- prometheus.MustNewConstMetric(invalidationsDesc, prometheus.CounterValue,
 			float64(s.Invalidations), s.Cluster)
 	}
