@@ -7,23 +7,25 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/envoysim"
 )
 
 func TestExtAuthzOkResponse(t *testing.T) {
 	env := newGRPCEnv(t, &fakeSource{})
 
-	res, err := env.driver.check(context.Background(),
-		authzRequest{cluster: "pacs-a", authority: "pacs-a.example.test"})
+	res, err := env.driver.Check(context.Background(),
+		envoysim.AuthzRequest{Cluster: "pacs-a", Authority: "pacs-a.example.test"})
 	if err != nil {
-		t.Fatalf("check: %v", err)
+		t.Fatalf("Check: %v", err)
 	}
 
-	if code := codes.Code(res.response.GetStatus().GetCode()); code != codes.OK {
+	if code := codes.Code(res.Response.GetStatus().GetCode()); code != codes.OK {
 		t.Errorf("status code = %v, want %v", code, codes.OK)
 	}
-	ok := res.response.GetOkResponse()
+	ok := res.Response.GetOkResponse()
 	if ok == nil {
-		t.Fatalf("response %v has no OkHttpResponse", res.response)
+		t.Fatalf("response %v has no OkHttpResponse", res.Response)
 	}
 	if len(ok.GetHeaders()) != 1 {
 		t.Fatalf("OkHttpResponse sets %d headers, want 1", len(ok.GetHeaders()))
@@ -48,36 +50,38 @@ func TestExtAuthzOkResponse(t *testing.T) {
 		t.Errorf("headers_to_remove = %q, want no authorization: Envoy removes after setting",
 			ok.GetHeadersToRemove())
 	}
-	checkHeader(t, "upstream", res.upstream, "authorization", "Bearer test-token-a")
+	checkHeader(t, "upstream", res.Upstream, "authorization", "Bearer test-token-a")
 }
 
 func TestExtAuthzReplacesClientAuthorization(t *testing.T) {
 	basic := "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="
 	tests := []struct {
 		name            string
-		headers         headerMap
+		headers         envoysim.HeaderMap
 		unsetAppendAdds bool
 	}{
 		{"none", nil, false},
-		{"basic", headerMap{{"authorization", basic}}, false},
-		{"two values", headerMap{
-			{"authorization", basic},
-			{"authorization", "Bearer test-client-token"},
+		{"basic", envoysim.HeaderMap{{Key: "authorization", Value: basic}}, false},
+		{"two values", envoysim.HeaderMap{
+			{Key: "authorization", Value: basic},
+			{Key: "authorization", Value: "Bearer test-client-token"},
 		}, false},
-		{"basic unset append adds", headerMap{{"authorization", basic}}, true},
+		{"basic unset append adds", envoysim.HeaderMap{{Key: "authorization", Value: basic}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
-			env.driver.authzUnsetAppendAdds = tt.unsetAppendAdds
+			env.driver.AuthzUnsetAppendAdds = tt.unsetAppendAdds
 
-			req := authzRequest{cluster: "pacs-a", authority: "pacs-a.example.test", headers: tt.headers}
-			res, err := env.driver.check(context.Background(), req)
+			req := envoysim.AuthzRequest{
+				Cluster: "pacs-a", Authority: "pacs-a.example.test", Headers: tt.headers,
+			}
+			res, err := env.driver.Check(context.Background(), req)
 			if err != nil {
-				t.Fatalf("check: %v", err)
+				t.Fatalf("Check: %v", err)
 			}
 
-			checkHeader(t, "upstream", res.upstream, "authorization", "Bearer test-token-a")
+			checkHeader(t, "upstream", res.Upstream, "authorization", "Bearer test-token-a")
 		})
 	}
 }
@@ -103,28 +107,28 @@ func TestExtAuthzDenied(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newGRPCEnv(t, tt.source)
 
-			// A gRPC error or a reply after the 200 ms timeout would be an
-			// envoyFailure here.
-			res, err := env.driver.check(context.Background(),
-				authzRequest{cluster: tt.cluster, authority: "pacs-a.example.test"})
+			// A gRPC error or a reply after the 200 ms timeout would be a
+			// *envoysim.Failure here.
+			res, err := env.driver.Check(context.Background(),
+				envoysim.AuthzRequest{Cluster: tt.cluster, Authority: "pacs-a.example.test"})
 			if err != nil {
-				t.Fatalf("check: %v", err)
+				t.Fatalf("Check: %v", err)
 			}
 
-			if code := codes.Code(res.response.GetStatus().GetCode()); code != tt.wantCode {
+			if code := codes.Code(res.Response.GetStatus().GetCode()); code != tt.wantCode {
 				t.Errorf("status code = %v, want %v", code, tt.wantCode)
 			}
-			if res.response.GetDeniedResponse() == nil {
-				t.Fatalf("response %v has no DeniedHttpResponse", res.response)
+			if res.Response.GetDeniedResponse() == nil {
+				t.Fatalf("response %v has no DeniedHttpResponse", res.Response)
 			}
-			if res.local == nil {
-				t.Fatalf("request went upstream with %v, want a denied reply", res.upstream)
+			if res.Local == nil {
+				t.Fatalf("request went upstream with %v, want a denied reply", res.Upstream)
 			}
-			if res.local.status != tt.wantStatus {
-				t.Errorf("denied status = %d, want %d", res.local.status, tt.wantStatus)
+			if res.Local.Status != tt.wantStatus {
+				t.Errorf("denied status = %d, want %d", res.Local.Status, tt.wantStatus)
 			}
-			checkHeader(t, "local reply", res.local.headers, "content-type", "application/json")
-			body := decodeDenial(t, res.local.body)
+			checkHeader(t, "local reply", res.Local.Headers, "content-type", "application/json")
+			body := decodeDenial(t, res.Local.Body)
 			if body.Error != tt.wantError {
 				t.Errorf("body error = %q, want %q", body.Error, tt.wantError)
 			}
@@ -155,40 +159,40 @@ func TestExtAuthzClusterSelection(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
 
-			res, err := env.driver.check(context.Background(),
-				authzRequest{cluster: tt.cluster, authority: tt.authority})
+			res, err := env.driver.Check(context.Background(),
+				envoysim.AuthzRequest{Cluster: tt.cluster, Authority: tt.authority})
 			if err != nil {
-				t.Fatalf("check: %v", err)
+				t.Fatalf("Check: %v", err)
 			}
 
 			if got := env.source.clusters(); !slices.Equal(got, []string{tt.want}) {
 				t.Errorf("source asked for clusters %q, want [%s]", got, tt.want)
 			}
-			checkHeader(t, "upstream", res.upstream, "authorization", testHeaders[tt.want])
+			checkHeader(t, "upstream", res.Upstream, "authorization", testHeaders[tt.want])
 		})
 	}
 }
 
 func TestExtAuthzRepeatedHeader(t *testing.T) {
 	env := newGRPCEnv(t, &fakeSource{})
-	headers := headerMap{
-		{"accept", "application/dicom+json"},
-		{"accept", "multipart/related; type=\"application/dicom\""},
+	headers := envoysim.HeaderMap{
+		{Key: "accept", Value: "application/dicom+json"},
+		{Key: "accept", Value: "multipart/related; type=\"application/dicom\""},
 	}
 
-	res, err := env.driver.check(context.Background(),
-		authzRequest{authority: "pacs-a.example.test", headers: headers})
+	res, err := env.driver.Check(context.Background(),
+		envoysim.AuthzRequest{Authority: "pacs-a.example.test", Headers: headers})
 	if err != nil {
-		t.Fatalf("check: %v", err)
+		t.Fatalf("Check: %v", err)
 	}
 
-	sent := res.sent.GetAttributes().GetRequest().GetHttp().GetHeaders()["accept"]
+	sent := res.Sent.GetAttributes().GetRequest().GetHttp().GetHeaders()["accept"]
 	want := "application/dicom+json,multipart/related; type=\"application/dicom\""
 	if sent != want {
 		t.Errorf("CheckRequest accept = %q, want %q", sent, want)
 	}
-	checkHeader(t, "upstream", res.upstream, "authorization", "Bearer test-token-a")
-	if got := res.upstream.values("accept"); len(got) != 2 {
+	checkHeader(t, "upstream", res.Upstream, "authorization", "Bearer test-token-a")
+	if got := res.Upstream.Values("accept"); len(got) != 2 {
 		t.Errorf("upstream accept = %q, want both client values", got)
 	}
 }
@@ -197,7 +201,8 @@ func TestExtAuthzAuthorityFallback(t *testing.T) {
 	source := &fakeSource{}
 	server := &ExtAuthz{Decider: newTestDecider(t, source, nil)}
 	// The host field is empty; the authority is only in the headers map.
-	req := checkRequest(authzRequest{}, headerMap{{":authority", "pacs-b.example.test:8443"}})
+	headers := envoysim.HeaderMap{{Key: ":authority", Value: "pacs-b.example.test:8443"}}
+	req := envoysim.NewCheckRequest(envoysim.AuthzRequest{}, headers)
 
 	resp, err := server.Check(context.Background(), req)
 	if err != nil {

@@ -14,16 +14,18 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/envoysim"
 )
 
 // authorizationOption returns the single set_headers entry of the
 // request_headers reply, failing the test when there is not exactly one.
-func authorizationOption(t *testing.T, res *extProcResult) *corev3.HeaderValueOption {
+func authorizationOption(t *testing.T, res *envoysim.ExtProcResult) *corev3.HeaderValueOption {
 	t.Helper()
-	if len(res.replies) == 0 {
+	if len(res.Replies) == 0 {
 		t.Fatal("no reply was received")
 	}
-	mutation := res.replies[0].GetRequestHeaders().GetResponse().GetHeaderMutation()
+	mutation := res.Replies[0].GetRequestHeaders().GetResponse().GetHeaderMutation()
 	if n := len(mutation.GetRemoveHeaders()); n != 0 {
 		t.Errorf("request_headers reply removes %d headers, want 0", n)
 	}
@@ -37,10 +39,10 @@ func authorizationOption(t *testing.T, res *extProcResult) *corev3.HeaderValueOp
 func TestExtProcSetsRawValueOnly(t *testing.T) {
 	env := newGRPCEnv(t, &fakeSource{})
 
-	res, err := env.driver.runExtProc(context.Background(),
-		proxiedRequest{clusterName: "pacs-a", authority: "pacs-a.example.test"})
+	res, err := env.driver.RunExtProc(context.Background(),
+		envoysim.ProxiedRequest{ClusterName: "pacs-a", Authority: "pacs-a.example.test"})
 	if err != nil {
-		t.Fatalf("runExtProc: %v", err)
+		t.Fatalf("RunExtProc: %v", err)
 	}
 
 	header := authorizationOption(t, res).GetHeader()
@@ -54,16 +56,16 @@ func TestExtProcSetsRawValueOnly(t *testing.T) {
 		t.Errorf("value = %q, want empty: Envoy rejects a header with both value and raw_value",
 			header.GetValue())
 	}
-	checkHeader(t, "upstream", res.upstream, "authorization", "Bearer test-token-a")
+	checkHeader(t, "upstream", res.Upstream, "authorization", "Bearer test-token-a")
 }
 
 func TestExtProcAppendActionUnused(t *testing.T) {
 	env := newGRPCEnv(t, &fakeSource{})
 
-	res, err := env.driver.runExtProc(context.Background(),
-		proxiedRequest{clusterName: "pacs-a", authority: "pacs-a.example.test"})
+	res, err := env.driver.RunExtProc(context.Background(),
+		envoysim.ProxiedRequest{ClusterName: "pacs-a", Authority: "pacs-a.example.test"})
 	if err != nil {
-		t.Fatalf("runExtProc: %v", err)
+		t.Fatalf("RunExtProc: %v", err)
 	}
 
 	option := authorizationOption(t, res)
@@ -78,28 +80,30 @@ func TestExtProcAppendActionUnused(t *testing.T) {
 func TestExtProcReplacesClientAuthorization(t *testing.T) {
 	tests := []struct {
 		name    string
-		headers headerMap
+		headers envoysim.HeaderMap
 	}{
 		{"none", nil},
-		{"basic", headerMap{{"authorization", "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="}}},
-		{"client bearer", headerMap{{"Authorization", "Bearer test-client-token"}}},
-		{"two values", headerMap{
-			{"authorization", "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="},
-			{"authorization", "Bearer test-client-token"},
+		{"basic", envoysim.HeaderMap{
+			{Key: "authorization", Value: "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="},
+		}},
+		{"client bearer", envoysim.HeaderMap{{Key: "Authorization", Value: "Bearer test-client-token"}}},
+		{"two values", envoysim.HeaderMap{
+			{Key: "authorization", Value: "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="},
+			{Key: "authorization", Value: "Bearer test-client-token"},
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
 
-			res, err := env.driver.runExtProc(context.Background(), proxiedRequest{
-				clusterName: "pacs-a", authority: "pacs-a.example.test", headers: tt.headers,
+			res, err := env.driver.RunExtProc(context.Background(), envoysim.ProxiedRequest{
+				ClusterName: "pacs-a", Authority: "pacs-a.example.test", Headers: tt.headers,
 			})
 			if err != nil {
-				t.Fatalf("runExtProc: %v", err)
+				t.Fatalf("RunExtProc: %v", err)
 			}
 
-			checkHeader(t, "upstream", res.upstream, "authorization", "Bearer test-token-a")
+			checkHeader(t, "upstream", res.Upstream, "authorization", "Bearer test-token-a")
 		})
 	}
 }
@@ -107,46 +111,46 @@ func TestExtProcReplacesClientAuthorization(t *testing.T) {
 func TestExtProcRepliesEveryPhase(t *testing.T) {
 	tests := []struct {
 		name   string
-		phases []phase
+		phases []envoysim.Phase
 	}{
-		{"request body", []phase{phaseRequestBody}},
-		{"request trailers", []phase{phaseRequestBody, phaseRequestTrailers}},
-		{"response headers", []phase{phaseResponseHeaders}},
-		{"response body", []phase{phaseResponseHeaders, phaseResponseBody}},
-		{"response trailers", []phase{
-			phaseResponseHeaders, phaseResponseBody, phaseResponseTrailers,
+		{"request body", []envoysim.Phase{envoysim.PhaseRequestBody}},
+		{"request trailers", []envoysim.Phase{envoysim.PhaseRequestBody, envoysim.PhaseRequestTrailers}},
+		{"response headers", []envoysim.Phase{envoysim.PhaseResponseHeaders}},
+		{"response body", []envoysim.Phase{envoysim.PhaseResponseHeaders, envoysim.PhaseResponseBody}},
+		{"response trailers", []envoysim.Phase{
+			envoysim.PhaseResponseHeaders, envoysim.PhaseResponseBody, envoysim.PhaseResponseTrailers,
 		}},
-		{"all", []phase{phaseRequestBody, phaseRequestTrailers,
-			phaseResponseHeaders, phaseResponseBody, phaseResponseTrailers}},
+		{"all", []envoysim.Phase{envoysim.PhaseRequestBody, envoysim.PhaseRequestTrailers,
+			envoysim.PhaseResponseHeaders, envoysim.PhaseResponseBody, envoysim.PhaseResponseTrailers}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
 
-			res, err := env.driver.runExtProc(context.Background(), proxiedRequest{
-				clusterName: "pacs-a", authority: "pacs-a.example.test", phases: tt.phases,
+			res, err := env.driver.RunExtProc(context.Background(), envoysim.ProxiedRequest{
+				ClusterName: "pacs-a", Authority: "pacs-a.example.test", Phases: tt.phases,
 			})
 			if err != nil {
-				t.Fatalf("runExtProc: %v", err)
+				t.Fatalf("RunExtProc: %v", err)
 			}
 
-			all := append([]phase{phaseRequestHeaders}, tt.phases...)
-			if len(res.replies) != len(all) {
-				t.Fatalf("got %d replies, want %d", len(res.replies), len(all))
+			all := append([]envoysim.Phase{envoysim.PhaseRequestHeaders}, tt.phases...)
+			if len(res.Replies) != len(all) {
+				t.Fatalf("got %d replies, want %d", len(res.Replies), len(all))
 			}
 			for i, p := range all {
-				if res.replies[i].GetResponse() == nil {
+				if res.Replies[i].GetResponse() == nil {
 					t.Errorf("reply to %s is an empty ProcessingResponse", p)
 				}
-				if !p.matches(res.replies[i]) {
-					t.Errorf("reply to %s is %T", p, res.replies[i].GetResponse())
+				if !p.Matches(res.Replies[i]) {
+					t.Errorf("reply to %s is %T", p, res.Replies[i].GetResponse())
 				}
 			}
-			if got := res.upstream.values("authorization"); len(got) != 1 {
+			if got := res.Upstream.Values("authorization"); len(got) != 1 {
 				t.Errorf("upstream authorization = %q, want one value", got)
 			}
-			if end := env.driver.nextHandlerEnd(t); end.err != nil {
-				t.Errorf("stream handler returned %v, want nil", end.err)
+			if end := env.driver.NextHandlerEnd(t); end.Err != nil {
+				t.Errorf("stream handler returned %v, want nil", end.Err)
 			}
 		})
 	}
@@ -155,33 +159,33 @@ func TestExtProcRepliesEveryPhase(t *testing.T) {
 func TestExtProcStreamEnd(t *testing.T) {
 	tests := []struct {
 		name     string
-		end      streamEnd
+		end      envoysim.StreamEnd
 		wantRecv codes.Code
 	}{
-		{"close send", endCloseSend, codes.OK},
-		{"cancel", endCancel, codes.Canceled},
+		{"close send", envoysim.EndCloseSend, codes.OK},
+		{"cancel", envoysim.EndCancel, codes.Canceled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
 
-			_, err := env.driver.runExtProc(context.Background(), proxiedRequest{
-				clusterName: "pacs-a", authority: "pacs-a.example.test",
-				phases: []phase{phaseResponseHeaders}, end: tt.end,
+			_, err := env.driver.RunExtProc(context.Background(), envoysim.ProxiedRequest{
+				ClusterName: "pacs-a", Authority: "pacs-a.example.test",
+				Phases: []envoysim.Phase{envoysim.PhaseResponseHeaders}, End: tt.end,
 			})
 			if err != nil {
-				t.Fatalf("runExtProc: %v", err)
+				t.Fatalf("RunExtProc: %v", err)
 			}
 
-			end := env.driver.nextHandlerEnd(t)
-			if end.err != nil {
-				t.Errorf("stream handler returned %v, want nil", end.err)
+			end := env.driver.NextHandlerEnd(t)
+			if end.Err != nil {
+				t.Errorf("stream handler returned %v, want nil", end.Err)
 			}
-			if tt.end == endCloseSend && !errors.Is(end.recvErr, io.EOF) {
-				t.Errorf("server's last Recv error = %v, want io.EOF", end.recvErr)
+			if tt.end == envoysim.EndCloseSend && !errors.Is(end.RecvErr, io.EOF) {
+				t.Errorf("server's last Recv error = %v, want io.EOF", end.RecvErr)
 			}
-			if tt.end == endCancel && status.Code(end.recvErr) != codes.Canceled {
-				t.Errorf("server's last Recv error = %v, want code %v", end.recvErr, codes.Canceled)
+			if tt.end == envoysim.EndCancel && status.Code(end.RecvErr) != codes.Canceled {
+				t.Errorf("server's last Recv error = %v, want code %v", end.RecvErr, codes.Canceled)
 			}
 			if lines := env.logs.warnings(); len(lines) != 0 {
 				t.Errorf("log has WARN or ERROR lines, want none:\n%s", strings.Join(lines, "\n"))
@@ -203,15 +207,15 @@ func TestExtProcClusterFromAttribute(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
 
 			// The authority belongs to pacs-a; the attribute wins.
-			res, err := env.driver.runExtProc(context.Background(), proxiedRequest{
-				clusterName: "pacs-b", attributesKey: tt.attributesKey,
-				authority: "pacs-a.example.test",
+			res, err := env.driver.RunExtProc(context.Background(), envoysim.ProxiedRequest{
+				ClusterName: "pacs-b", AttributesKey: tt.attributesKey,
+				Authority: "pacs-a.example.test",
 			})
 			if err != nil {
-				t.Fatalf("runExtProc: %v", err)
+				t.Fatalf("RunExtProc: %v", err)
 			}
 
-			checkHeader(t, "upstream", res.upstream, "authorization", "Bearer test-token-b")
+			checkHeader(t, "upstream", res.Upstream, "authorization", "Bearer test-token-b")
 			if got := env.source.clusters(); !slices.Equal(got, []string{"pacs-b"}) {
 				t.Errorf("source asked for clusters %q, want [pacs-b]", got)
 			}
@@ -236,18 +240,18 @@ func TestExtProcClusterFromAuthority(t *testing.T) {
 		t.Run(tt.authority, func(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
 
-			req := proxiedRequest{authority: tt.authority}
-			res, err := env.driver.runExtProc(context.Background(), req)
+			req := envoysim.ProxiedRequest{Authority: tt.authority}
+			res, err := env.driver.RunExtProc(context.Background(), req)
 			if err != nil {
-				t.Fatalf("runExtProc: %v", err)
+				t.Fatalf("RunExtProc: %v", err)
 			}
 
-			checkHeader(t, "upstream", res.upstream, "authorization", tt.want)
-			sent := res.sent[0].GetRequestHeaders().GetHeaders()
+			checkHeader(t, "upstream", res.Upstream, "authorization", tt.want)
+			sent := res.Sent[0].GetRequestHeaders().GetHeaders()
 			if got := headerValue(sent, "host"); got != "" {
 				t.Errorf("request_headers has host %q, want none: Envoy sends :authority", got)
 			}
-			if attrs := res.sent[0].GetAttributes(); len(attrs) != 0 {
+			if attrs := res.Sent[0].GetAttributes(); len(attrs) != 0 {
 				t.Errorf("request_headers has attributes %v, want none", attrs)
 			}
 		})
@@ -270,20 +274,20 @@ func TestExtProcUnknownCluster(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
 
-			res, err := env.driver.runExtProc(context.Background(),
-				proxiedRequest{clusterName: tt.clusterName, authority: tt.authority})
+			res, err := env.driver.RunExtProc(context.Background(),
+				envoysim.ProxiedRequest{ClusterName: tt.clusterName, Authority: tt.authority})
 			if err != nil {
-				t.Fatalf("runExtProc: %v", err)
+				t.Fatalf("RunExtProc: %v", err)
 			}
 
-			if res.local == nil {
-				t.Fatalf("request went upstream with headers %v, want an ImmediateResponse", res.upstream)
+			if res.Local == nil {
+				t.Fatalf("request went upstream with headers %v, want an ImmediateResponse", res.Upstream)
 			}
-			if res.local.status != 403 {
-				t.Errorf("status = %d, want 403", res.local.status)
+			if res.Local.Status != 403 {
+				t.Errorf("status = %d, want 403", res.Local.Status)
 			}
-			checkHeader(t, "local reply", res.local.headers, "content-type", "application/json")
-			body := decodeDenial(t, res.local.body)
+			checkHeader(t, "local reply", res.Local.Headers, "content-type", "application/json")
+			body := decodeDenial(t, res.Local.Body)
 			if body.Error != OutcomeUnknownCluster {
 				t.Errorf("body error = %q, want %q", body.Error, OutcomeUnknownCluster)
 			}
@@ -304,24 +308,24 @@ func TestExtProcUnknownNameNoHostFallback(t *testing.T) {
 	env := newGRPCEnv(t, &fakeSource{})
 
 	// The authority belongs to pacs-a, but the proxy named another cluster.
-	res, err := env.driver.runExtProc(context.Background(),
-		proxiedRequest{clusterName: "pacs-z", authority: "pacs-a.example.test"})
+	res, err := env.driver.RunExtProc(context.Background(),
+		envoysim.ProxiedRequest{ClusterName: "pacs-z", Authority: "pacs-a.example.test"})
 	if err != nil {
-		t.Fatalf("runExtProc: %v", err)
+		t.Fatalf("RunExtProc: %v", err)
 	}
 
-	if res.local == nil {
-		t.Fatalf("request went upstream with headers %v, want an ImmediateResponse", res.upstream)
+	if res.Local == nil {
+		t.Fatalf("request went upstream with headers %v, want an ImmediateResponse", res.Upstream)
 	}
-	if res.local.status != 403 {
-		t.Errorf("status = %d, want 403", res.local.status)
+	if res.Local.Status != 403 {
+		t.Errorf("status = %d, want 403", res.Local.Status)
 	}
 	if got := env.source.clusters(); len(got) != 0 {
 		t.Errorf("source was asked for clusters %q, want none", got)
 	}
-	checkHeader(t, "local reply", res.local.headers, "authorization")
-	if strings.Contains(string(res.local.body), "test-token") {
-		t.Errorf("local reply body %q contains a token", res.local.body)
+	checkHeader(t, "local reply", res.Local.Headers, "authorization")
+	if strings.Contains(string(res.Local.Body), "test-token") {
+		t.Errorf("local reply body %q contains a token", res.Local.Body)
 	}
 }
 
@@ -329,20 +333,20 @@ func TestExtProcSourceError(t *testing.T) {
 	source := &fakeSource{err: errSourceFake}
 	env := newGRPCEnv(t, source)
 
-	res, err := env.driver.runExtProc(context.Background(),
-		proxiedRequest{clusterName: "pacs-a", authority: "pacs-a.example.test"})
+	res, err := env.driver.RunExtProc(context.Background(),
+		envoysim.ProxiedRequest{ClusterName: "pacs-a", Authority: "pacs-a.example.test"})
 	if err != nil {
-		t.Fatalf("runExtProc: %v", err)
+		t.Fatalf("RunExtProc: %v", err)
 	}
 
-	if res.local == nil {
-		t.Fatalf("request went upstream with headers %v, want an ImmediateResponse", res.upstream)
+	if res.Local == nil {
+		t.Fatalf("request went upstream with headers %v, want an ImmediateResponse", res.Upstream)
 	}
-	if res.local.status != 503 {
-		t.Errorf("status = %d, want 503", res.local.status)
+	if res.Local.Status != 503 {
+		t.Errorf("status = %d, want 503", res.Local.Status)
 	}
-	checkHeader(t, "local reply", res.local.headers, "content-type", "application/json")
-	body := decodeDenial(t, res.local.body)
+	checkHeader(t, "local reply", res.Local.Headers, "content-type", "application/json")
+	body := decodeDenial(t, res.Local.Body)
 	if body.Error != OutcomeUnavailable {
 		t.Errorf("body error = %q, want %q", body.Error, OutcomeUnavailable)
 	}
@@ -359,19 +363,19 @@ func TestExtProcSlowSource(t *testing.T) {
 
 	// The driver fails the request with 504 if the reply misses Envoy's
 	// default message_timeout of 200 ms.
-	res, err := env.driver.runExtProc(context.Background(),
-		proxiedRequest{clusterName: "pacs-a", authority: "pacs-a.example.test"})
+	res, err := env.driver.RunExtProc(context.Background(),
+		envoysim.ProxiedRequest{ClusterName: "pacs-a", Authority: "pacs-a.example.test"})
 	if err != nil {
-		t.Fatalf("runExtProc: %v", err)
+		t.Fatalf("RunExtProc: %v", err)
 	}
 
-	if res.local == nil {
-		t.Fatalf("request went upstream with headers %v, want an ImmediateResponse", res.upstream)
+	if res.Local == nil {
+		t.Fatalf("request went upstream with headers %v, want an ImmediateResponse", res.Upstream)
 	}
-	if res.local.status != 503 {
-		t.Errorf("status = %d, want 503", res.local.status)
+	if res.Local.Status != 503 {
+		t.Errorf("status = %d, want 503", res.Local.Status)
 	}
-	if body := decodeDenial(t, res.local.body); body.Error != OutcomeUnavailable {
+	if body := decodeDenial(t, res.Local.Body); body.Error != OutcomeUnavailable {
 		t.Errorf("body error = %q, want %q", body.Error, OutcomeUnavailable)
 	}
 }
@@ -390,13 +394,13 @@ func TestExtProcInvalidatesOn401(t *testing.T) {
 		t.Run(fmt.Sprint(tt.upstreamStatus), func(t *testing.T) {
 			env := newGRPCEnv(t, &fakeSource{})
 
-			_, err := env.driver.runExtProc(context.Background(), proxiedRequest{
-				clusterName: "pacs-a", authority: "pacs-a.example.test",
-				phases:         []phase{phaseResponseHeaders, phaseResponseBody},
-				upstreamStatus: tt.upstreamStatus,
+			_, err := env.driver.RunExtProc(context.Background(), envoysim.ProxiedRequest{
+				ClusterName: "pacs-a", Authority: "pacs-a.example.test",
+				Phases:         []envoysim.Phase{envoysim.PhaseResponseHeaders, envoysim.PhaseResponseBody},
+				UpstreamStatus: tt.upstreamStatus,
 			})
 			if err != nil {
-				t.Fatalf("runExtProc: %v", err)
+				t.Fatalf("RunExtProc: %v", err)
 			}
 
 			if got := env.invalidator.invalidations(); !slices.Equal(got, tt.want) {
@@ -409,17 +413,17 @@ func TestExtProcInvalidatesOn401(t *testing.T) {
 func TestExtProcNoInvalidator(t *testing.T) {
 	log, _ := newTestLogger()
 	decider := newTestDecider(t, &fakeSource{}, log)
-	driver := startEnvoyDriver(t, &ExtProc{Decider: decider, Log: log}, nil)
+	driver := envoysim.StartDriver(t, &ExtProc{Decider: decider, Log: log}, nil)
 
-	res, err := driver.runExtProc(context.Background(), proxiedRequest{
-		clusterName: "pacs-a", authority: "pacs-a.example.test",
-		phases: []phase{phaseResponseHeaders}, upstreamStatus: 401,
+	res, err := driver.RunExtProc(context.Background(), envoysim.ProxiedRequest{
+		ClusterName: "pacs-a", Authority: "pacs-a.example.test",
+		Phases: []envoysim.Phase{envoysim.PhaseResponseHeaders}, UpstreamStatus: 401,
 	})
 	if err != nil {
-		t.Fatalf("runExtProc: %v", err)
+		t.Fatalf("RunExtProc: %v", err)
 	}
 
-	if got := res.upstream.values("authorization"); len(got) != 1 {
+	if got := res.Upstream.Values("authorization"); len(got) != 1 {
 		t.Errorf("upstream authorization = %q, want one value", got)
 	}
 }
@@ -427,15 +431,15 @@ func TestExtProcNoInvalidator(t *testing.T) {
 func TestExtProcLogsNoToken(t *testing.T) {
 	env := newGRPCEnv(t, &fakeSource{})
 
-	_, err := env.driver.runExtProc(context.Background(), proxiedRequest{
-		clusterName: "pacs-a", authority: "pacs-a.example.test",
-		headers: headerMap{{"authorization", "Bearer test-client-token"}},
-		phases:  []phase{phaseResponseHeaders}, upstreamStatus: 401,
+	_, err := env.driver.RunExtProc(context.Background(), envoysim.ProxiedRequest{
+		ClusterName: "pacs-a", Authority: "pacs-a.example.test",
+		Headers: envoysim.HeaderMap{{Key: "authorization", Value: "Bearer test-client-token"}},
+		Phases:  []envoysim.Phase{envoysim.PhaseResponseHeaders}, UpstreamStatus: 401,
 	})
 	if err != nil {
-		t.Fatalf("runExtProc: %v", err)
+		t.Fatalf("RunExtProc: %v", err)
 	}
-	env.driver.nextHandlerEnd(t)
+	env.driver.NextHandlerEnd(t)
 
 	logs := env.logs.String()
 	if !strings.Contains(logs, "cluster=pacs-a") {
@@ -455,13 +459,13 @@ func TestExtProcConcurrentStreams(t *testing.T) {
 	for i := range 30 {
 		cluster := clusters[i%len(clusters)]
 		wg.Go(func() {
-			res, err := env.driver.runExtProc(context.Background(),
-				proxiedRequest{clusterName: cluster, authority: "unrelated.example.test"})
+			res, err := env.driver.RunExtProc(context.Background(),
+				envoysim.ProxiedRequest{ClusterName: cluster, Authority: "unrelated.example.test"})
 			if err != nil {
 				errs <- fmt.Errorf("cluster %s: %w", cluster, err)
 				return
 			}
-			got := res.upstream.values("authorization")
+			got := res.Upstream.Values("authorization")
 			if !slices.Equal(got, []string{testHeaders[cluster]}) {
 				errs <- fmt.Errorf("cluster %s: upstream authorization = %q, want [%s]",
 					cluster, got, testHeaders[cluster])
@@ -482,17 +486,17 @@ func TestExtProcConcurrentStreams(t *testing.T) {
 func BenchmarkExtProcRequestHeaders(b *testing.B) {
 	log := slog.New(slog.DiscardHandler)
 	decider := newTestDecider(b, staticSource("Bearer test-token-a"), log)
-	driver := startEnvoyDriver(b, &ExtProc{Decider: decider, Log: log}, nil)
-	req := proxiedRequest{clusterName: "pacs-a", authority: "pacs-a.example.test"}
+	driver := envoysim.StartDriver(b, &ExtProc{Decider: decider, Log: log}, nil)
+	req := envoysim.ProxiedRequest{ClusterName: "pacs-a", Authority: "pacs-a.example.test"}
 	ctx := context.Background()
 
 	b.ReportAllocs()
 	for b.Loop() {
-		res, err := driver.runExtProc(ctx, req)
+		res, err := driver.RunExtProc(ctx, req)
 		if err != nil {
-			b.Fatalf("runExtProc: %v", err)
+			b.Fatalf("RunExtProc: %v", err)
 		}
-		if got := res.upstream.values("authorization"); len(got) != 1 {
+		if got := res.Upstream.Values("authorization"); len(got) != 1 {
 			b.Fatalf("upstream authorization = %q, want one value", got)
 		}
 	}

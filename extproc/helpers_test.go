@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/envoysim"
 )
 
 // testClusterHosts is the router configuration shared by the tests. The
@@ -148,7 +150,7 @@ func newTestDecider(tb testing.TB, source HeaderSource, log *slog.Logger) *Decid
 // grpcEnv is a gRPC server with ExtProc and ExtAuthz over fakes, and the
 // driver that talks to it.
 type grpcEnv struct {
-	driver      *envoyDriver
+	driver      *envoysim.Driver
 	source      *fakeSource
 	invalidator *fakeInvalidator
 	logs        *logBuffer
@@ -159,7 +161,7 @@ func newGRPCEnv(tb testing.TB, source *fakeSource) *grpcEnv {
 	log, logs := newTestLogger()
 	decider := newTestDecider(tb, source, log)
 	invalidator := &fakeInvalidator{}
-	driver := startEnvoyDriver(tb,
+	driver := envoysim.StartDriver(tb,
 		&ExtProc{Decider: decider, Invalidator: invalidator, Log: log},
 		&ExtAuthz{Decider: decider})
 	return &grpcEnv{driver: driver, source: source, invalidator: invalidator, logs: logs}
@@ -183,9 +185,9 @@ func decodeDenial(tb testing.TB, body []byte) denial {
 
 // checkHeader reports an error unless the values of key in m are exactly
 // want. The name of the header map goes into the message.
-func checkHeader(t *testing.T, name string, m headerMap, key string, want ...string) {
+func checkHeader(t *testing.T, name string, m envoysim.HeaderMap, key string, want ...string) {
 	t.Helper()
-	if got := m.values(key); !slices.Equal(got, want) {
+	if got := m.Values(key); !slices.Equal(got, want) {
 		t.Errorf("%s %s = %q, want %q", name, key, got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package extproc
+package envoysim_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/envoysim"
 )
 
 // These tests check the driver itself against scripted servers, so that a
@@ -65,13 +67,15 @@ func rawHeader(key, value string) *corev3.HeaderValue {
 	return &corev3.HeaderValue{Key: key, RawValue: []byte(value)}
 }
 
-func TestEnvoyDriverExtProcRules(t *testing.T) {
-	clientBasic := headerMap{{"authorization", "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="}}
+func TestDriverExtProcRules(t *testing.T) {
+	clientBasic := envoysim.HeaderMap{
+		{Key: "authorization", Value: "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="},
+	}
 	tests := []struct {
 		name       string
 		reply      replyFunc
 		delay      time.Duration
-		wantStatus int      // status of the envoyFailure, 0 for none
+		wantStatus int      // status of the *envoysim.Failure, 0 for none
 		wantLocal  int      // status of the local reply, 0 when the request goes upstream
 		wantAuth   []string // upstream authorization when the request goes upstream
 	}{
@@ -167,51 +171,51 @@ func TestEnvoyDriverExtProcRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			driver := startEnvoyDriver(t, &scriptedProcessor{reply: tt.reply, delay: tt.delay}, nil)
-			driver.messageTimeout = 50 * time.Millisecond
+			driver := envoysim.StartDriver(t, &scriptedProcessor{reply: tt.reply, delay: tt.delay}, nil)
+			driver.MessageTimeout = 50 * time.Millisecond
 
-			res, err := driver.runExtProc(context.Background(),
-				proxiedRequest{authority: "pacs-a.example.test", headers: clientBasic})
+			res, err := driver.RunExtProc(context.Background(),
+				envoysim.ProxiedRequest{Authority: "pacs-a.example.test", Headers: clientBasic})
 
-			if got := failureStatus(err); got != tt.wantStatus {
+			if got := envoysim.FailureStatus(err); got != tt.wantStatus {
 				t.Fatalf("failure status = %d (error %v), want %d", got, err, tt.wantStatus)
 			}
 			if tt.wantStatus != 0 {
 				return
 			}
 			if tt.wantLocal != 0 {
-				if res.local == nil {
+				if res.Local == nil {
 					t.Fatalf("request went upstream, want a local reply with %d", tt.wantLocal)
 				}
-				if res.local.status != tt.wantLocal {
-					t.Errorf("local reply status = %d, want %d", res.local.status, tt.wantLocal)
+				if res.Local.Status != tt.wantLocal {
+					t.Errorf("local reply status = %d, want %d", res.Local.Status, tt.wantLocal)
 				}
 				return
 			}
-			checkHeader(t, "upstream", res.upstream, "authorization", tt.wantAuth...)
+			checkHeader(t, "upstream", res.Upstream, "authorization", tt.wantAuth...)
 		})
 	}
 }
 
-func TestEnvoyDriverExtProcProtectedHeaders(t *testing.T) {
+func TestDriverProtectedHeaders(t *testing.T) {
 	reply := headersReply(
 		rawOption("host", "evil.example.test"),
 		rawOption(":authority", "evil.example.test"),
 		rawOption("x-envoy-original-path", "/evil"),
 	)
-	driver := startEnvoyDriver(t, &scriptedProcessor{reply: reply}, nil)
+	driver := envoysim.StartDriver(t, &scriptedProcessor{reply: reply}, nil)
 
-	req := proxiedRequest{authority: "pacs-a.example.test"}
-	res, err := driver.runExtProc(context.Background(), req)
+	req := envoysim.ProxiedRequest{Authority: "pacs-a.example.test"}
+	res, err := driver.RunExtProc(context.Background(), req)
 	if err != nil {
-		t.Fatalf("runExtProc: %v", err)
+		t.Fatalf("RunExtProc: %v", err)
 	}
 
-	checkHeader(t, "upstream", res.upstream, ":authority", "pacs-a.example.test")
-	if res.upstream.has("host") {
-		t.Errorf("host = %q, want none", res.upstream.values("host"))
+	checkHeader(t, "upstream", res.Upstream, ":authority", "pacs-a.example.test")
+	if res.Upstream.Has("host") {
+		t.Errorf("host = %q, want none", res.Upstream.Values("host"))
 	}
-	if got := res.upstream.values("x-envoy-original-path"); len(got) != 0 {
+	if got := res.Upstream.Values("x-envoy-original-path"); len(got) != 0 {
 		t.Errorf("x-envoy-original-path = %q, want none", got)
 	}
 }
@@ -243,13 +247,13 @@ func valueOption(key, value string, appendValue *wrapperspb.BoolValue) *corev3.H
 	}
 }
 
-func TestEnvoyDriverExtAuthzRules(t *testing.T) {
+func TestDriverExtAuthzRules(t *testing.T) {
 	tests := []struct {
 		name            string
 		resp            *authv3.CheckResponse
 		err             error
 		unsetAppendAdds bool
-		wantStatus      int      // status of the envoyFailure, 0 for none
+		wantStatus      int      // status of the *envoysim.Failure, 0 for none
 		wantLocal       int      // status of the denied reply, 0 when allowed
 		wantAuth        []string // upstream authorization when allowed
 	}{
@@ -318,30 +322,45 @@ func TestEnvoyDriverExtAuthzRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			driver := startEnvoyDriver(t, nil, &scriptedAuthz{resp: tt.resp, err: tt.err})
-			driver.authzUnsetAppendAdds = tt.unsetAppendAdds
+			driver := envoysim.StartDriver(t, nil, &scriptedAuthz{resp: tt.resp, err: tt.err})
+			driver.AuthzUnsetAppendAdds = tt.unsetAppendAdds
 
-			res, err := driver.check(context.Background(), authzRequest{
-				authority: "pacs-a.example.test",
-				headers:   headerMap{{"authorization", "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="}},
+			res, err := driver.Check(context.Background(), envoysim.AuthzRequest{
+				Authority: "pacs-a.example.test",
+				Headers: envoysim.HeaderMap{
+					{Key: "authorization", Value: "Basic dGVzdC11c2VyOnRlc3QtcGFzcw=="},
+				},
 			})
 
-			if got := failureStatus(err); got != tt.wantStatus {
+			if got := envoysim.FailureStatus(err); got != tt.wantStatus {
 				t.Fatalf("failure status = %d (error %v), want %d", got, err, tt.wantStatus)
 			}
 			if tt.wantStatus != 0 {
 				return
 			}
 			if tt.wantLocal != 0 {
-				if res.local == nil {
+				if res.Local == nil {
 					t.Fatalf("request went upstream, want a local reply with %d", tt.wantLocal)
 				}
-				if res.local.status != tt.wantLocal {
-					t.Errorf("local reply status = %d, want %d", res.local.status, tt.wantLocal)
+				if res.Local.Status != tt.wantLocal {
+					t.Errorf("local reply status = %d, want %d", res.Local.Status, tt.wantLocal)
 				}
 				return
 			}
-			checkHeader(t, "upstream", res.upstream, "authorization", tt.wantAuth...)
+			checkHeader(t, "upstream", res.Upstream, "authorization", tt.wantAuth...)
+		})
+	}
+}
+
+func TestDialRejectsRemoteHost(t *testing.T) {
+	tests := []string{"pacs.example.test:9001", "192.0.2.1:9001", "127.0.0.1", ""}
+	for _, target := range tests {
+		t.Run(target, func(t *testing.T) {
+			driver, err := envoysim.Dial(target)
+			if err == nil {
+				_ = driver.Close()
+				t.Errorf("Dial(%q) returned no error", target)
+			}
 		})
 	}
 }
