@@ -93,18 +93,12 @@ func classifyRetrieveError(re *oauth2.RetrieveError, now time.Time) *FetchError 
 	}
 	fe.Code = re.ErrorCode
 	fe.Description = trimDescription(re.ErrorDescription)
-	fe.ProviderCodes = providerCodes(re.Body)
-
-	switch {
-	case configErrorCodes[fe.Code]:
-		fe.Class = ClassConfig
-	case fe.StatusCode == http.StatusTooManyRequests:
-		fe.Class = ClassRateLimited
-	case fe.StatusCode == http.StatusServiceUnavailable && fe.RetryAfter > 0:
-		fe.Class = ClassRateLimited
-	case fe.StatusCode == http.StatusUnauthorized || fe.StatusCode == http.StatusForbidden:
-		fe.Class = ClassConfig
+	if fe.Code == "" {
+		// x/oauth2/jwt leaves the error fields of the body unparsed.
+		fe.Code, fe.Description = oauthErrorFields(re.Body)
 	}
+	fe.ProviderCodes = providerCodes(re.Body)
+	classifyStatus(fe)
 	if fe.Code == "" && fe.Description == "" {
 		fe.Description = describeBody(re.Response, re.Body)
 	}
@@ -198,4 +192,16 @@ func classifyError(err error, now time.Time) *FetchError {
 		return &FetchError{Class: ClassBadResponse, Err: err}
 	}
 	return &FetchError{Class: ClassTransient, Err: err}
+}
+
+// oauthErrorFields reads error and error_description from a JSON body.
+func oauthErrorFields(body []byte) (code, description string) {
+	var v struct {
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return "", ""
+	}
+	return v.Error, trimDescription(v.ErrorDescription)
 }

@@ -48,7 +48,11 @@ func FuzzTokenResponse(f *testing.F) {
 				Request:    r,
 			}, nil
 		})}}
-		s := newClientCredentials(c, secret, client, func() time.Time { return now })
+		s, err := newEndpointSource(c, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.now = func() time.Time { return now }
 
 		tok, err := s.Fetch(context.Background())
 		if err != nil {

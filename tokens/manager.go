@@ -26,6 +26,9 @@ type Settings struct {
 	ClockSkew     time.Duration
 	Timeout       time.Duration
 	Backoff       Backoff
+	// InsecureTLS records that certificate verification to the token
+	// endpoint is off, for the status.
+	InsecureTLS bool
 }
 
 // AcquireHook is called after every token request with its duration and
@@ -338,12 +341,38 @@ func (m *Manager) Invalidate(fingerprint string) bool {
 	return matched
 }
 
+// watcher is a Source that can tell when its token changed outside the
+// service, such as a token file rewritten by another agent.
+type watcher interface {
+	Watch(ctx context.Context, interval time.Duration, changed func())
+}
+
+// watchInterval is how often a watcher checks for a change.
+const watchInterval = 5 * time.Second
+
+// RequestRefresh makes Run request a new token now, keeping the current one
+// in use until the new one arrives.
+func (m *Manager) RequestRefresh() {
+	m.mu.Lock()
+	if m.token != nil {
+		m.refreshAt = m.clock.Now()
+	}
+	m.nextAttempt = time.Time{}
+	m.mu.Unlock()
+	m.log.Info("refresh requested")
+	m.poke()
+}
+
 // Run keeps the token fresh until ctx ends: it requests the first token at
 // once, refreshes ahead of expiry, and retries failures after the backoff.
 func (m *Manager) Run(ctx context.Context) {
 	m.mu.Lock()
 	m.runCtx = ctx
 	m.mu.Unlock()
+
+	if w, ok := m.source.(watcher); ok {
+		go w.Watch(ctx, watchInterval, m.RequestRefresh)
+	}
 
 	for {
 		if ctx.Err() != nil {

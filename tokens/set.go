@@ -2,10 +2,8 @@ package tokens
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -83,37 +81,6 @@ func (s *Set) Statuses() []Status {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Cluster < out[j].Cluster })
 	return out
-}
-
-// NewSource builds the token source that a Config describes. It reads the
-// client secret file, so it fails when the file is missing or empty.
-func NewSource(c *Config) (Source, error) {
-	secret, err := c.readSecret()
-	if err != nil {
-		return nil, err
-	}
-	return newClientCredentials(c, secret, newHTTPClient(c), systemClock{}.Now), nil
-}
-
-// SettingsOf returns the Manager timing rules of a Config.
-func SettingsOf(c *Config) Settings {
-	return Settings{RefreshBefore: c.RefreshBefore, ClockSkew: c.ClockSkew, Timeout: c.Timeout}
-}
-
-// newHTTPClient returns the client for token requests: TLS 1.2 or later,
-// proxy settings from the environment, no redirects (a token endpoint that
-// redirects is misconfigured, and a redirected POST would lose its body), and
-// the whole request bounded by the configured timeout.
-func newHTTPClient(c *Config) *http.Client {
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	return &http.Client{
-		Transport: recordingTransport{base: transport},
-		Timeout:   c.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
 }
 
 // InvalidateHeader marks the token sent in an Authorization header value as

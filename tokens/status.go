@@ -23,6 +23,9 @@ type Status struct {
 	ConsecutiveFailures int        `json:"consecutive_failures"`
 	NextAttempt         *time.Time `json:"next_attempt,omitempty"`
 	LastError           *ErrorInfo `json:"last_error,omitempty"`
+	// InsecureTLS is true when certificate verification to the token
+	// endpoint is turned off.
+	InsecureTLS bool `json:"insecure_tls,omitempty"`
 	Counts
 }
 
@@ -43,7 +46,8 @@ func (m *Manager) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
-	s := Status{Cluster: m.cluster, ConsecutiveFailures: m.failures, Counts: m.counts}
+	s := Status{Cluster: m.cluster, ConsecutiveFailures: m.failures, Counts: m.counts,
+		InsecureTLS: m.settings.InsecureTLS}
 	switch {
 	case m.token != nil && now.Before(m.usableUntil):
 		s.State = StateValid

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dicomweb-oauth/dicomweb-oauth/cmd/dicomweb-oauth/internal/config"
+	"github.com/dicomweb-oauth/dicomweb-oauth/tokens"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -86,12 +87,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // checkConfig prints the resolved configuration with secrets redacted. It
-// first reads each client secret file, since serve fails when one is missing
-// or empty, and prints only those errors when any fails.
+// first builds each cluster's token source, which reads the files the grant
+// needs (serve fails when one is missing or invalid), and prints only those
+// errors when any fails.
 func checkConfig(cfg *config.File, stdout, stderr io.Writer) int {
 	code := exitOK
 	for _, name := range cfg.ClusterNames() {
-		if err := cfg.Clusters[name].Token.CheckSecret(); err != nil {
+		// Building the source reads every file the grant needs, such as
+		// the client secret or the private key, without any network request.
+		if _, err := tokens.NewSource(&cfg.Clusters[name].Token); err != nil {
 			fmt.Fprintf(stderr, "clusters.%s.token.%v\n", name, err)
 			code = exitFailed
 		}

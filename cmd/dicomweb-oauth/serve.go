@@ -98,6 +98,11 @@ func buildManagers(cfg *config.File, log *slog.Logger) (*tokens.Set, *metrics, e
 			errs = append(errs, fmt.Errorf("clusters.%s.token.%w", name, err))
 			continue
 		}
+		if c.Token.TLS.InsecureSkipVerify {
+			log.Warn("TLS certificate verification to the token endpoint is turned off; "+
+				"anyone on the network path can read the client credentials and issue tokens; "+
+				"set token.tls.ca_file instead", "cluster", name)
+		}
 		managers = append(managers, tokens.NewManager(name, source, tokens.SettingsOf(&c.Token),
 			tokens.WithLogger(log), tokens.WithAcquireHook(hook)))
 	}

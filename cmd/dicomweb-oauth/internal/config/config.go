@@ -349,6 +349,9 @@ func (f *File) Redacted() *File {
 		if cc.Token.ClientSecret != "" {
 			cc.Token.ClientSecret = Redacted
 		}
+		if cc.Token.RefreshToken != "" {
+			cc.Token.RefreshToken = Redacted
+		}
 		out.Clusters[name] = &cc
 	}
 	return &out

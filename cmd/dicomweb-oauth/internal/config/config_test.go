@@ -165,7 +165,7 @@ func TestParseErrors(t *testing.T) {
       token_url: https://idp.example.test/oauth2/token
       client_id: orthanc
 `,
-			want: []wantError{{"clusters.pacs.token.client_secret_file", 3, "missing; set client_secret_file (or client_secret)"}},
+			want: []wantError{{"clusters.pacs.token.client_secret_file", 3, "missing; auth_method client_secret_basic needs client_secret_file (or client_secret)"}},
 		},
 		{
 			name: "missing clusters",
@@ -358,8 +358,8 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "unsupported auth_method",
-			yaml: validConfig + "      auth_method: private_key_jwt\n",
-			want: []wantError{{"clusters.pacs.token.auth_method", 8, `unsupported method "private_key_jwt"`}},
+			yaml: validConfig + "      auth_method: client_secret_jwt\n",
+			want: []wantError{{"clusters.pacs.token.auth_method", 8, `unsupported method "client_secret_jwt"`}},
 		},
 		{
 			name: "scope with space",
@@ -525,7 +525,7 @@ func TestErrorsMessage(t *testing.T) {
 
 	got := errs.Error()
 	want := "dicomweb-oauth.yaml:3: clusters.pacs.token.token_url: missing; " +
-		"set the identity provider's token endpoint URL\n" +
+		"set the identity provider's token endpoint URL, or issuer for discovery\n" +
 		"dicomweb-oauth.yaml:4: clusters.pacs.token.tokne_url: unknown key; did you mean token_url?"
 	if got != want {
 		t.Errorf("Error() is\n%s\nexpected\n%s", got, want)
