@@ -145,4 +145,3 @@ func classifyStatus(fe *FetchError) {
 		fe.Class = ClassConfig
 	}
 }
-
