@@ -1,9 +1,9 @@
 // Package envoy_test checks the Envoy configurations shipped in this folder
-// against Envoy's own protobuf schema, from go-control-plane.
+// against Envoy's own protobuf schema, from go-control-plane, with the
+// decoder that the end-to-end tests share.
 package envoy_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,13 +21,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 
-	// Typed extensions that the shipped configurations use; protojson can
-	// decode an Any only when its type is registered.
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/envoyconfig"
 )
 
 // Envoy cluster names of dicomweb-oauth's gRPC and HTTP check listeners.
@@ -35,27 +30,6 @@ const (
 	serviceClusterName     = "dicomweb_oauth"
 	serviceHTTPClusterName = "dicomweb_oauth_http"
 )
-
-// decodeBootstrap converts YAML to JSON and decodes it strictly: an unknown
-// field is an error, as it is for Envoy.
-func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
-	var doc any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("invalid YAML: %w", err)
-	}
-	js, err := json.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("converting to JSON: %w", err)
-	}
-	var b bootstrapv3.Bootstrap
-	if err := protojson.Unmarshal(js, &b); err != nil {
-		return nil, err
-	}
-	if err := b.ValidateAll(); err != nil {
-		return nil, err
-	}
-	return &b, nil
-}
 
 // serviceConfig is the part of dicomweb-oauth.yaml that the Envoy files
 // must agree with.
@@ -103,7 +77,7 @@ func TestEnvoyConfigsMatchSchema(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := decodeBootstrap(data)
+			b, err := envoyconfig.DecodeBootstrap(data)
 			if err != nil {
 				t.Fatalf("%s does not match Envoy's schema: %v", file, err)
 			}
@@ -364,7 +338,7 @@ func TestDecodeRejectsMisspelledField(t *testing.T) {
 		if bad == string(data) {
 			t.Fatalf("ext-proc.yaml has no %q to misspell", typo.field)
 		}
-		if _, err := decodeBootstrap([]byte(bad)); err == nil {
+		if _, err := envoyconfig.DecodeBootstrap([]byte(bad)); err == nil {
 			t.Errorf("decoding with %q succeeded, want an error", typo.misspelled)
 		}
 	}
