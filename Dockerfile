@@ -19,5 +19,9 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/dicomweb-oauth /usr/local/bin/dicomweb-oauth
 USER nonroot:nonroot
 EXPOSE 9001 9002 9901
+# Ready once every cluster's first token request has ended; the admin
+# listener must be reachable on 127.0.0.1:9901 inside the container.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=15s \
+  CMD ["/usr/local/bin/dicomweb-oauth", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/dicomweb-oauth"]
 CMD ["serve", "--config", "/etc/dicomweb-oauth/config.yaml"]

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -281,4 +284,50 @@ func TestCheckConfigMissingFile(t *testing.T) {
 	if !strings.Contains(stderr, "reading the configuration: open "+path) {
 		t.Errorf("stderr does not name the missing file %s:\n%s", path, stderr)
 	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"ready":true}`))
+	}))
+	t.Cleanup(ready.Close)
+	pending := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"ready":false,"pending":["pacs"]}`))
+	}))
+	t.Cleanup(pending.Close)
+
+	tests := []struct {
+		name       string
+		url        string
+		wantCode   int
+		wantStderr string
+	}{
+		{"ready", ready.URL, exitOK, ""},
+		{"not ready", pending.URL, exitFailed, "pacs"},
+		{"nothing listening", closedAddrURL(t), exitFailed, "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runMain(t, "healthcheck", "--url", tt.url)
+			if code != tt.wantCode {
+				t.Errorf("exit code %d, expected %d (stderr %q)", code, tt.wantCode, stderr)
+			}
+			if !strings.Contains(stderr, tt.wantStderr) {
+				t.Errorf("stderr %q, expected it to contain %q", stderr, tt.wantStderr)
+			}
+		})
+	}
+}
+
+// closedAddrURL returns an http URL on a loopback port that nothing listens on.
+func closedAddrURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return "http://" + addr + "/readyz"
 }

@@ -26,10 +26,14 @@ const (
 )
 
 const usage = `usage: dicomweb-oauth COMMAND --config FILE
+       dicomweb-oauth healthcheck [--url URL]
 
 Commands:
   serve          serve tokens to the proxy until SIGTERM or SIGINT
   check-config   validate the configuration and print it with secrets redacted
+  healthcheck    exit 0 when the running service is ready, for container
+                 health checks in images without curl (default URL
+                 http://127.0.0.1:9901/readyz)
   version        print the version
 `
 
@@ -47,6 +51,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fmt.Fprintln(stdout, buildVersion())
 		return exitOK
+	case "healthcheck":
+		return healthcheck(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
