@@ -4,6 +4,11 @@
 // for the layout. The tests need the Debian packages orthanc,
 // orthanc-dicomweb, nginx-light and python3-pydicom (e2e/install-deps.sh).
 // Without them the tests skip, except in CI (CI=true), where they fail.
+//
+// Besides the test bed's own nginx configuration, the tests run the shipped
+// deploy/nginx/ files, and the shipped envoy/ext-proc.yaml when an envoy
+// binary is on PATH. No Envoy package is installable on the CI machine, so
+// that test skips without one, in CI too.
 package e2e
 
 import (
@@ -120,10 +125,11 @@ func startChain(t *testing.T, options chain.Options) (*chain.Chain, context.Cont
 }
 
 type httpReply struct {
-	status    int
-	challenge string
-	body      map[string]any
-	raw       string
+	status      int
+	challenge   string
+	contentType string
+	body        map[string]any
+	raw         string
 }
 
 // send makes one request and decodes a JSON body if there is one.
@@ -133,24 +139,32 @@ func send(t *testing.T, ctx context.Context, method, url string) httpReply {
 	if err != nil {
 		t.Fatalf("new request: %v", err)
 	}
+	return sendRequest(t, request)
+}
+
+// sendRequest sends a request without a proxy from the environment and
+// decodes a JSON body if there is one.
+func sendRequest(t *testing.T, request *http.Request) httpReply {
+	t.Helper()
 	client := &http.Client{
 		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 		Timeout:   30 * time.Second,
 	}
 	response, err := client.Do(request)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		t.Fatalf("%s %s: %v", request.Method, request.URL, err)
 	}
 	defer response.Body.Close()
 	raw, err := io.ReadAll(response.Body)
 	if err != nil {
-		t.Fatalf("read answer of %s %s: %v", method, url, err)
+		t.Fatalf("read answer of %s %s: %v", request.Method, request.URL, err)
 	}
 
 	reply := httpReply{
-		status:    response.StatusCode,
-		challenge: response.Header.Get("WWW-Authenticate"),
-		raw:       string(raw),
+		status:      response.StatusCode,
+		challenge:   response.Header.Get("WWW-Authenticate"),
+		contentType: response.Header.Get("Content-Type"),
+		raw:         string(raw),
 	}
 	_ = json.Unmarshal(raw, &reply.body)
 	return reply

@@ -51,10 +51,13 @@ type Result struct {
 	DistinctTokens int
 	GateAccepted   int64
 	GateRejected   int64
+	// GateNotFound counts requests outside the gate's base path.
+	GateNotFound int64
 }
 
 // OK reports whether every sample was sent and arrived, QIDO-RS found them
-// all, WADO-RS worked and the gate rejected no request.
+// all, WADO-RS worked, and the gate neither rejected a request nor received
+// one outside its base path.
 func (r *Result) OK() bool {
 	if len(r.Files) == 0 {
 		return false
@@ -65,7 +68,7 @@ func (r *Result) OK() bool {
 		}
 	}
 	return r.QIDOFoundAll && r.WADOMetadata && r.WADORetrieved &&
-		r.GateAccepted > 0 && r.GateRejected == 0
+		r.GateAccepted > 0 && r.GateRejected == 0 && r.GateNotFound == 0
 }
 
 // Run drives the DICOMweb flow through Orthanc A's REST API. It uploads the
@@ -103,6 +106,7 @@ func (c *Chain) readCounters(result *Result) {
 	stats := c.Gate.Stats()
 	result.GateAccepted = stats.Accepted
 	result.GateRejected = stats.Rejected
+	result.GateNotFound = stats.NotFound
 	result.DistinctTokens = stats.DistinctTokens
 }
 

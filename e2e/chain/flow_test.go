@@ -90,6 +90,7 @@ func TestResultOK(t *testing.T) {
 		{"retrieve failed", func(r *Result) { r.WADORetrieved = false }, false},
 		{"gate accepted none", func(r *Result) { r.GateAccepted = 0 }, false},
 		{"gate rejected one", func(r *Result) { r.GateRejected = 1 }, false},
+		{"request outside the gate's path", func(r *Result) { r.GateNotFound = 1 }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,7 +121,11 @@ func TestWriteTable(t *testing.T) {
 	if strings.Index(lines[1], "CT image") != strings.Index(lines[2], "RT dose") {
 		t.Errorf("KIND column is not aligned:\n%s\n%s", lines[1], lines[2])
 	}
-	for _, want := range []string{"token requests at the issuer", "gate requests accepted / rejected  4 / 0"} {
+	wants := []string{
+		"token requests at the issuer",
+		"gate requests accepted / rejected / outside its path  4 / 0 / 0",
+	}
+	for _, want := range wants {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

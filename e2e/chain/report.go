@@ -29,7 +29,8 @@ func (r *Result) WriteTable(w io.Writer) error {
 	fmt.Fprintf(summary, "WADO-RS retrieve of %s\t%s\n", r.WADOFile, okFailed(r.WADORetrieved))
 	fmt.Fprintf(summary, "token requests at the issuer\t%d\n", r.TokenRequests)
 	fmt.Fprintf(summary, "distinct tokens at the gate\t%d\n", r.DistinctTokens)
-	fmt.Fprintf(summary, "gate requests accepted / rejected\t%d / %d\n", r.GateAccepted, r.GateRejected)
+	fmt.Fprintf(summary, "gate requests accepted / rejected / outside its path\t%d / %d / %d\n",
+		r.GateAccepted, r.GateRejected, r.GateNotFound)
 	return summary.Flush()
 }
 

@@ -1,11 +1,13 @@
 // Package gate is the protected side of the end-to-end test bed: a reverse
 // proxy that forwards a request to its upstream only when the request carries
 // a bearer token that verifies against the test issuer's JWKS. It acts as
-// the OAuth2 resource server in front of a protected DICOMweb server.
+// the OAuth2 resource server in front of a protected DICOMweb server, and can
+// serve TLS and a DICOMweb base path of its own, as a real archive does.
 package gate
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +27,10 @@ import (
 // realm is the realm named in WWW-Authenticate challenges.
 const realm = "dicomweb-gate"
 
+// maxRecords is how many forwarded requests Requests returns at most; later
+// ones are counted but not recorded.
+const maxRecords = 1000
+
 // Config holds the upstream and the token checks of a Gate.
 type Config struct {
 	// Upstream is the base URL that accepted requests are forwarded to,
@@ -38,30 +44,56 @@ type Config struct {
 	// Audience must be one of the token's "aud" values.
 	Audience string
 
+	// PathPrefix, when set, is the base path of the gate, for example
+	// "/dcm4chee-arc/aets/DCM4CHEE/rs". The gate forwards only requests under
+	// it, with the prefix removed, and responds 404 to every other path.
+	PathPrefix string
+
 	// Logger receives one debug line per rejected request. Nil discards.
 	Logger *slog.Logger
 }
 
 // Stats is a snapshot of the gate's counters.
 type Stats struct {
-	Accepted       int64
-	Rejected       int64
+	Accepted int64
+	Rejected int64
+	// NotFound counts requests outside Config.PathPrefix.
+	NotFound       int64
 	DistinctTokens int
+}
+
+// Request is a forwarded request as the gate received it.
+type Request struct {
+	Method string
+	// Path is the path before the gate removed Config.PathPrefix.
+	Path string
+	// Host is the Host header.
+	Host string
+	// ServerName is the TLS server name (SNI) the client sent. It is empty
+	// for plain HTTP and when the client sent none.
+	ServerName string
+	// ContentLength is the Content-Length header, -1 for a chunked body and
+	// 0 for none. A proxy that spools a body before it forwards it usually
+	// sends its length; one that streams a chunked body sends it chunked.
+	ContentLength int64
 }
 
 // Gate is an http.Handler that checks bearer tokens and forwards accepted
 // requests with the Authorization header removed. Its methods are safe for
 // concurrent use.
 type Gate struct {
-	proxy    *httputil.ReverseProxy
-	verifier *oidc.IDTokenVerifier
-	logger   *slog.Logger
+	proxy      *httputil.ReverseProxy
+	verifier   *oidc.IDTokenVerifier
+	logger     *slog.Logger
+	pathPrefix string
 
 	accepted atomic.Int64
 	rejected atomic.Int64
+	notFound atomic.Int64
 
-	mu       sync.Mutex     // guards tokenIDs
+	mu       sync.Mutex     // guards tokenIDs and requests
 	tokenIDs map[string]int // accepted requests per token "jti"
+	requests []Request      // the first maxRecords forwarded requests
 }
 
 // New reads the issuer's discovery document and returns a Gate. Keys are
@@ -76,6 +108,10 @@ func New(ctx context.Context, cfg Config, client *http.Client) (*Gate, error) {
 	if cfg.Audience == "" {
 		return nil, errors.New("gate: Audience is required")
 	}
+	if cfg.PathPrefix != "" && !strings.HasPrefix(cfg.PathPrefix, "/") {
+		return nil, fmt.Errorf("gate: PathPrefix %q must start with /", cfg.PathPrefix)
+	}
+	prefix := strings.TrimSuffix(cfg.PathPrefix, "/")
 	if client == nil {
 		client = &http.Client{Transport: directTransport(), Timeout: 10 * time.Second}
 	}
@@ -90,18 +126,23 @@ func New(ctx context.Context, cfg Config, client *http.Client) (*Gate, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gate{
-		verifier: provider.Verifier(&oidc.Config{ClientID: cfg.Audience}),
-		logger:   logger,
-		tokenIDs: map[string]int{},
+		verifier:   provider.Verifier(&oidc.Config{ClientID: cfg.Audience}),
+		logger:     logger,
+		pathPrefix: prefix,
+		tokenIDs:   map[string]int{},
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			stripPrefix(pr.Out.URL, g.pathPrefix)
 			pr.SetURL(upstream)
 			pr.Out.Header.Del("Authorization")
 		},
 		Transport: directTransport(),
 		// A negative interval flushes every write, so responses stream.
 		FlushInterval: -1,
+		// Aborted transfers are expected in tests that make the proxy in
+		// front cut a request body.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	return g, nil
 }
@@ -114,9 +155,37 @@ func directTransport() *http.Transport {
 	return transport
 }
 
-// ServeHTTP forwards r upstream if its bearer token is valid, and otherwise
-// responds with 401 and an RFC 6750 challenge.
+// stripPrefix removes prefix from the path of u. The caller has checked with
+// underPrefix that the path starts with it.
+func stripPrefix(u *url.URL, prefix string) {
+	if prefix == "" {
+		return
+	}
+	u.Path = "/" + strings.TrimPrefix(strings.TrimPrefix(u.Path, prefix), "/")
+	// RawPath is only a hint for escaped characters; the upstream URL is
+	// rebuilt from Path.
+	u.RawPath = ""
+}
+
+// underPrefix reports whether path is the prefix itself or lies below it.
+func underPrefix(path, prefix string) bool {
+	if prefix == "" || path == prefix {
+		return true
+	}
+	return strings.HasPrefix(path, prefix+"/")
+}
+
+// ServeHTTP forwards r upstream if its path lies under the path prefix and
+// its bearer token is valid. It responds with 404 to a path outside the
+// prefix, and with 401 and an RFC 6750 challenge to a missing or invalid
+// token.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !underPrefix(r.URL.Path, g.pathPrefix) {
+		g.notFound.Add(1)
+		g.logger.Debug("path outside the prefix", "method", r.Method, "path", r.URL.Path)
+		http.NotFound(w, r)
+		return
+	}
 	raw, found := bearerToken(r.Header.Get("Authorization"))
 	if !found {
 		g.reject(w, r, "missing bearer token", false)
@@ -136,7 +205,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	g.accept(claims.ID)
+	g.accept(claims.ID, r)
 	g.proxy.ServeHTTP(w, r)
 }
 
@@ -151,11 +220,19 @@ func bearerToken(header string) (string, bool) {
 	return token, token != ""
 }
 
-func (g *Gate) accept(tokenID string) {
+func (g *Gate) accept(tokenID string, r *http.Request) {
 	g.accepted.Add(1)
+	record := Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, ContentLength: r.ContentLength}
+	if r.TLS != nil {
+		record.ServerName = r.TLS.ServerName
+	}
+
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.tokenIDs[tokenID]++
+	if len(g.requests) < maxRecords {
+		g.requests = append(g.requests, record)
+	}
 }
 
 // reject responds with 401. RFC 6750 section 3.1 puts an error code in the
@@ -182,6 +259,18 @@ func (g *Gate) Accepted() int64 { return g.accepted.Load() }
 // Rejected returns how many requests got a 401 response.
 func (g *Gate) Rejected() int64 { return g.rejected.Load() }
 
+// NotFound returns how many requests got a 404 response because their path
+// lies outside Config.PathPrefix.
+func (g *Gate) NotFound() int64 { return g.notFound.Load() }
+
+// Requests returns the forwarded requests in the order they arrived, at most
+// the first 1000.
+func (g *Gate) Requests() []Request {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.requests)
+}
+
 // TokenIDs returns the sorted "jti" values of the tokens of accepted requests.
 func (g *Gate) TokenIDs() []string {
 	g.mu.Lock()
@@ -199,6 +288,7 @@ func (g *Gate) Stats() Stats {
 	return Stats{
 		Accepted:       g.Accepted(),
 		Rejected:       g.Rejected(),
+		NotFound:       g.NotFound(),
 		DistinctTokens: len(g.TokenIDs()),
 	}
 }
@@ -206,13 +296,15 @@ func (g *Gate) Stats() Stats {
 // Server is a Gate listening on 127.0.0.1.
 type Server struct {
 	*Gate
-	url    string
+	addr   string
+	scheme string
 	server *http.Server
 }
 
-// Start creates a Gate and serves it on a free port of 127.0.0.1.
-// Call Close to stop it.
-func Start(ctx context.Context, cfg Config) (*Server, error) {
+// Start creates a Gate and serves it on a free port of 127.0.0.1: with TLS
+// and the given certificate when certificate is not nil, and plain HTTP
+// otherwise. Call Close to stop it.
+func Start(ctx context.Context, cfg Config, certificate *tls.Certificate) (*Server, error) {
 	g, err := New(ctx, cfg, nil)
 	if err != nil {
 		return nil, err
@@ -224,8 +316,21 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		Gate:   g,
-		url:    "http://" + listener.Addr().String(),
-		server: &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second},
+		addr:   listener.Addr().String(),
+		scheme: "http",
+		server: &http.Server{
+			Handler:           g,
+			ReadHeaderTimeout: 10 * time.Second,
+			// Failed TLS handshakes are expected in tests with a wrong CA.
+			ErrorLog: slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug),
+		},
+	}
+	if certificate != nil {
+		s.scheme = "https"
+		listener = tls.NewListener(listener, &tls.Config{
+			Certificates: []tls.Certificate{*certificate},
+			MinVersion:   tls.VersionTLS12,
+		})
 	}
 	go func() {
 		// Serve returns http.ErrServerClosed after Close, so its error is dropped.
@@ -234,11 +339,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// URL returns the base URL of the gate, for example "http://127.0.0.1:41235".
-func (s *Server) URL() string { return s.url }
+// URL returns the base URL of the gate, for example "http://127.0.0.1:41235"
+// or "https://127.0.0.1:41235".
+func (s *Server) URL() string { return s.scheme + "://" + s.addr }
 
 // Addr returns the host:port the gate listens on.
-func (s *Server) Addr() string { return strings.TrimPrefix(s.url, "http://") }
+func (s *Server) Addr() string { return s.addr }
 
 // Close stops the server and closes its open connections.
 func (s *Server) Close() error { return s.server.Close() }

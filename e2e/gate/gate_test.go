@@ -3,6 +3,7 @@ package gate
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/issuer"
+	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/pki"
 )
 
 const testAudience = "https://dicom.example.test"
@@ -39,14 +41,23 @@ func startIssuer(t *testing.T) *issuer.Issuer {
 
 func startGate(t *testing.T, iss *issuer.Issuer, upstream http.Handler) *Server {
 	t.Helper()
+	return startGateWith(t, iss, upstream, "", "", nil)
+}
+
+// startGateWith starts a gate in front of upstream, whose base path is
+// upstreamPath, with an optional path prefix and TLS certificate.
+func startGateWith(t *testing.T, iss *issuer.Issuer, upstream http.Handler, upstreamPath, prefix string,
+	certificate *tls.Certificate) *Server {
+	t.Helper()
 	backend := httptest.NewServer(upstream)
 	t.Cleanup(backend.Close)
 
 	server, err := Start(context.Background(), Config{
-		Upstream:  backend.URL,
-		IssuerURL: iss.URL(),
-		Audience:  testAudience,
-	})
+		Upstream:   backend.URL + upstreamPath,
+		IssuerURL:  iss.URL(),
+		Audience:   testAudience,
+		PathPrefix: prefix,
+	}, certificate)
 	if err != nil {
 		t.Fatalf("start gate: %v", err)
 	}
@@ -252,6 +263,8 @@ func TestNewRejectsConfig(t *testing.T) {
 	}{
 		{"relative upstream", Config{Upstream: "/path", IssuerURL: iss.URL(), Audience: testAudience}},
 		{"missing audience", Config{Upstream: "http://127.0.0.1:1", IssuerURL: iss.URL()}},
+		{"relative path prefix", Config{Upstream: "http://127.0.0.1:1", IssuerURL: iss.URL(),
+			Audience: testAudience, PathPrefix: "rs"}},
 		{"issuer mismatch", Config{Upstream: "http://127.0.0.1:1", IssuerURL: iss.URL() + "/",
 			Audience: testAudience}},
 	}
@@ -261,5 +274,120 @@ func TestNewRejectsConfig(t *testing.T) {
 				t.Fatal("New succeeded, want an error")
 			}
 		})
+	}
+}
+
+func TestGatePathPrefix(t *testing.T) {
+	iss := startIssuer(t)
+	upstreamPaths := make(chan string, 1)
+	const prefix = "/dcm4chee-arc/aets/DCM4CHEE/rs"
+	server := startGateWith(t, iss, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		upstreamPaths <- r.URL.Path
+	}), "/dicom-web/", prefix+"/", nil)
+	token := mint(t, iss, issuer.MintOptions{Audience: testAudience})
+
+	tests := []struct {
+		name             string
+		path             string
+		wantStatus       int
+		wantUpstreamPath string
+	}{
+		{"below the prefix", prefix + "/studies/1.2.3/series", http.StatusOK, "/dicom-web/studies/1.2.3/series"},
+		{"the prefix with a slash", prefix + "/", http.StatusOK, "/dicom-web/"},
+		{"the prefix alone", prefix, http.StatusOK, "/dicom-web/"},
+		{"longer last segment", prefix + "x/studies", http.StatusNotFound, ""},
+		{"upstream path", "/dicom-web/studies", http.StatusNotFound, ""},
+		{"root", "/", http.StatusNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			request, err := http.NewRequest(http.MethodGet, server.URL()+tt.path, nil)
+			if err != nil {
+				t.Fatalf("new request: %v", err)
+			}
+			request.Header.Set("Authorization", "Bearer "+token)
+
+			response, err := testClient.Do(request)
+			if err != nil {
+				t.Fatalf("request through gate: %v", err)
+			}
+			response.Body.Close()
+
+			if response.StatusCode != tt.wantStatus {
+				t.Fatalf("status = %d, want %d", response.StatusCode, tt.wantStatus)
+			}
+			if tt.wantUpstreamPath == "" {
+				return
+			}
+			if got := <-upstreamPaths; got != tt.wantUpstreamPath {
+				t.Errorf("upstream path = %q, want %q", got, tt.wantUpstreamPath)
+			}
+		})
+	}
+
+	if got := server.NotFound(); got != 3 {
+		t.Errorf("NotFound = %d, want 3", got)
+	}
+	if got := server.Rejected(); got != 0 {
+		t.Errorf("Rejected = %d, want 0", got)
+	}
+	records := server.Requests()
+	if len(records) != 3 {
+		t.Fatalf("Requests returned %d records, want 3", len(records))
+	}
+	if got, want := records[0].Path, prefix+"/studies/1.2.3/series"; got != want {
+		t.Errorf("recorded path = %q, want the path before stripping %q", got, want)
+	}
+}
+
+func TestGateServesTLS(t *testing.T) {
+	ca, err := pki.NewCA("gate test CA")
+	if err != nil {
+		t.Fatalf("NewCA: %v", err)
+	}
+	certificate, err := ca.IssueServer("pacs.example.org")
+	if err != nil {
+		t.Fatalf("IssueServer: %v", err)
+	}
+	iss := startIssuer(t)
+	server := startGateWith(t, iss, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}),
+		"", "", &certificate)
+	client := &http.Client{
+		Transport: &http.Transport{
+			Proxy: nil,
+			// The URL names 127.0.0.1, so no name is resolved; the server
+			// name goes into SNI and the certificate check only.
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "pacs.example.org"},
+		},
+		Timeout: 10 * time.Second,
+	}
+
+	request, err := http.NewRequest(http.MethodGet, server.URL()+"/studies", nil)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	request.Host = "pacs.example.org"
+	request.Header.Set("Authorization", "Bearer "+mint(t, iss, issuer.MintOptions{Audience: testAudience}))
+	response, err := client.Do(request)
+	if err != nil {
+		t.Fatalf("request through gate: %v", err)
+	}
+	response.Body.Close()
+
+	if !strings.HasPrefix(server.URL(), "https://127.0.0.1:") {
+		t.Errorf("URL = %q, want https://127.0.0.1:PORT", server.URL())
+	}
+	if response.StatusCode != http.StatusOK {
+		t.Fatalf("status = %d, want 200", response.StatusCode)
+	}
+	records := server.Requests()
+	if len(records) != 1 {
+		t.Fatalf("Requests returned %d records, want 1", len(records))
+	}
+	if records[0].ServerName != "pacs.example.org" {
+		t.Errorf("recorded SNI = %q, want pacs.example.org", records[0].ServerName)
+	}
+	if records[0].Host != "pacs.example.org" {
+		t.Errorf("recorded Host = %q, want pacs.example.org", records[0].Host)
 	}
 }

@@ -54,24 +54,12 @@ func (c *Client) BaseURL() string { return c.baseURL }
 
 // do sends a request and decodes the JSON response into out, unless out is nil.
 func (c *Client) do(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
-	request, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, body)
+	response, err := c.send(ctx, method, path, contentType, body)
 	if err != nil {
-		return fmt.Errorf("orthanc: build %s %s: %w", method, path, err)
-	}
-	if contentType != "" {
-		request.Header.Set("Content-Type", contentType)
-	}
-
-	response, err := c.http.Do(request)
-	if err != nil {
-		return fmt.Errorf("orthanc: %s %s: %w", method, path, err)
+		return err
 	}
 	defer response.Body.Close()
 
-	if response.StatusCode < 200 || response.StatusCode > 299 {
-		raw, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBody))
-		return &HTTPError{Method: method, Path: path, Status: response.StatusCode, Body: string(raw)}
-	}
 	if out == nil {
 		_, err = io.Copy(io.Discard, response.Body)
 		return err
@@ -80,6 +68,30 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		return fmt.Errorf("orthanc: decode answer of %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// send sends a request and returns the response if its status is 2xx, and
+// an *HTTPError otherwise. The caller closes the response body.
+func (c *Client) send(ctx context.Context, method, path, contentType string,
+	body io.Reader) (*http.Response, error) {
+	request, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("orthanc: build %s %s: %w", method, path, err)
+	}
+	if contentType != "" {
+		request.Header.Set("Content-Type", contentType)
+	}
+
+	response, err := c.http.Do(request)
+	if err != nil {
+		return nil, fmt.Errorf("orthanc: %s %s: %w", method, path, err)
+	}
+	if response.StatusCode < 200 || response.StatusCode > 299 {
+		defer response.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBody))
+		return nil, &HTTPError{Method: method, Path: path, Status: response.StatusCode, Body: string(raw)}
+	}
+	return response, nil
 }
 
 func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
@@ -109,6 +121,23 @@ func (c *Client) Upload(ctx context.Context, dicom []byte) (UploadResult, error)
 	var result UploadResult
 	err := c.do(ctx, http.MethodPost, "/instances", "application/dicom", bytes.NewReader(dicom), &result)
 	return result, err
+}
+
+// CopyFile writes the stored DICOM file of an instance, from
+// GET /instances/{id}/file, to w and returns the number of bytes written.
+func (c *Client) CopyFile(ctx context.Context, id string, w io.Writer) (int64, error) {
+	path := "/instances/" + id + "/file"
+	response, err := c.send(ctx, http.MethodGet, path, "", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer response.Body.Close()
+
+	n, err := io.Copy(w, response.Body)
+	if err != nil {
+		return n, fmt.Errorf("orthanc: read answer of GET %s: %w", path, err)
+	}
+	return n, nil
 }
 
 // Instances returns the Orthanc IDs of all stored instances.

@@ -1,6 +1,7 @@
 package orthanc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,9 @@ func fakeOrthanc(t *testing.T, bodies map[string]string) *Client {
 	mux.HandleFunc("POST /dicom-web/servers/good/retrieve", func(w http.ResponseWriter, r *http.Request) {
 		record(r)
 		_, _ = io.WriteString(w, `{"NetworkUsageMB":"0","ReceivedInstancesCount":"1"}`)
+	})
+	mux.HandleFunc("GET /instances/present/file", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "DICM file content")
 	})
 	mux.HandleFunc("POST /dicom-web/servers/odd/retrieve", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, `{"ReceivedInstancesCount":"many"}`)
@@ -106,5 +110,40 @@ func TestRetrieveStudy(t *testing.T) {
 	}
 	if want := `{"Resources":[{"Study":"1.2.3"}]}`; bodies["/dicom-web/servers/good/retrieve"] != want {
 		t.Errorf("request body = %s, want %s", bodies["/dicom-web/servers/good/retrieve"], want)
+	}
+}
+
+func TestCopyFile(t *testing.T) {
+	client := fakeOrthanc(t, map[string]string{})
+	tests := []struct {
+		name       string
+		id         string
+		wantBody   string
+		wantStatus int // 0 means success
+	}{
+		{"stored instance", "present", "DICM file content", 0},
+		{"unknown instance", "absent", "", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			n, err := client.CopyFile(context.Background(), tt.id, &b)
+
+			var httpErr *HTTPError
+			switch {
+			case tt.wantStatus == 0 && err != nil:
+				t.Fatalf("CopyFile: %v", err)
+			case tt.wantStatus != 0 && !errors.As(err, &httpErr):
+				t.Fatalf("CopyFile error = %v, want an HTTPError", err)
+			case tt.wantStatus != 0 && httpErr.Status != tt.wantStatus:
+				t.Errorf("status = %d, want %d", httpErr.Status, tt.wantStatus)
+			}
+			if b.String() != tt.wantBody {
+				t.Errorf("written = %q, want %q", b.String(), tt.wantBody)
+			}
+			if n != int64(len(tt.wantBody)) {
+				t.Errorf("count = %d, want %d", n, len(tt.wantBody))
+			}
+		})
 	}
 }

@@ -4,7 +4,7 @@
 // ports of 127.0.0.1 in a temporary folder, and stops everything before it
 // exits. The exit status is 1 if any step failed.
 //
-//	go run ./e2e/cmd/demo [-bin PATH] [-timeout 2m] [-logs] [-keep] [-verbose]
+//	go run ./e2e/cmd/demo [-bin PATH] [-proxy nginx] [-large] [-timeout 2m] [-logs] [-keep] [-verbose]
 package main
 
 import (
@@ -36,6 +36,8 @@ func main() {
 
 type options struct {
 	binary  string
+	proxy   string
+	large   bool
 	timeout time.Duration
 	logs    bool
 	keep    bool
@@ -47,12 +49,26 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	flags := flag.NewFlagSet("demo", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	flags.StringVar(&o.binary, "bin", "", "dicomweb-oauth binary to run; empty builds "+harness.ServicePackage)
+	flags.StringVar(&o.proxy, "proxy", string(chain.ProxyNginx), fmt.Sprintf(
+		"proxy and configuration: %s (the test bed's nginx.conf), %s (deploy/nginx/) or %s (envoy/ext-proc.yaml, needs envoy on PATH)",
+		chain.ProxyNginx, chain.ProxyShippedNginx, chain.ProxyShippedEnvoy))
+	flags.BoolVar(&o.large, "large", false, "also send a generated instance of 24 MiB with STOW-RS and retrieve it with WADO-RS")
 	flags.DurationVar(&o.timeout, "timeout", 2*time.Minute, "time limit for building, starting and the flow")
 	flags.BoolVar(&o.logs, "logs", false, "print the end of each process's output also on success")
 	flags.BoolVar(&o.keep, "keep", false, "keep the temporary folder with configurations and logs")
 	flags.BoolVar(&o.verbose, "verbose", false, "run Orthanc with --verbose, which logs each DICOMweb call")
-	err := flags.Parse(args)
-	return o, err
+	if err := flags.Parse(args); err != nil {
+		return o, err
+	}
+	switch chain.Proxy(o.proxy) {
+	case chain.ProxyNginx, chain.ProxyShippedNginx, chain.ProxyShippedEnvoy:
+		return o, nil
+	default:
+		err := fmt.Errorf("invalid -proxy %q", o.proxy)
+		fmt.Fprintln(stderr, err)
+		flags.Usage()
+		return o, err
+	}
 }
 
 // run returns the exit status: 0 when the flow passed, 1 when it failed and
@@ -62,8 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	if err := checkComponents(ctx); err != nil {
-		fmt.Fprintf(stderr, "demo: %v\nInstall them with: make deps\n", err)
+	if err := checkComponents(ctx, chain.Proxy(o.proxy)); err != nil {
+		fmt.Fprintf(stderr, "demo: %v\nInstall Orthanc, nginx and pydicom with: make deps\n", err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -91,11 +107,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runChain(ctx, harness.NewEnv(dir), o, stdout, stderr)
 }
 
-func checkComponents(ctx context.Context) error {
+func checkComponents(ctx context.Context, proxy chain.Proxy) error {
 	_, _, orthancErr := harness.FindOrthanc()
-	_, nginxErr := harness.FindNginx()
 	_, samplesErr := chain.SampleDir(ctx)
-	return errors.Join(orthancErr, nginxErr, samplesErr)
+	var proxyErr error
+	if proxy == chain.ProxyShippedEnvoy {
+		_, proxyErr = harness.FindEnvoy()
+	} else {
+		_, proxyErr = harness.FindNginx()
+	}
+	return errors.Join(orthancErr, proxyErr, samplesErr)
 }
 
 // runChain starts the chain in env, runs the flow, prints the result and
@@ -111,7 +132,11 @@ func runChain(ctx context.Context, env *harness.Env, o options, stdout, stderr i
 		}
 	}()
 
-	c, err := chain.Start(ctx, env, chain.Options{ServiceBinary: o.binary, OrthancVerbose: o.verbose})
+	c, err := chain.Start(ctx, env, chain.Options{
+		ServiceBinary:  o.binary,
+		Proxy:          chain.Proxy(o.proxy),
+		OrthancVerbose: o.verbose,
+	})
 	if err != nil {
 		failed = true
 		fmt.Fprintf(stderr, "demo: %v\n", err)
@@ -134,8 +159,11 @@ func runChain(ctx context.Context, env *harness.Env, o options, stdout, stderr i
 		failed = true
 		fmt.Fprintln(stdout, "FAIL: the flow finished but the result is incomplete")
 	default:
-		fmt.Fprintf(stdout, "PASS: %d files sent through nginx and arrived on Orthanc B "+
-			"with %d token request(s) at the issuer\n", len(result.Files), result.TokenRequests)
+		fmt.Fprintf(stdout, "PASS: %d files sent through %s and arrived on Orthanc B "+
+			"with %d token request(s) at the issuer\n", len(result.Files), o.proxy, result.TokenRequests)
+	}
+	if o.large && !failed {
+		failed = !runLarge(ctx, c, env.Dir(), stdout)
 	}
 	if failed {
 		return 1
@@ -143,12 +171,42 @@ func runChain(ctx context.Context, env *harness.Env, o options, stdout, stderr i
 	return 0
 }
 
+// runLarge sends a generated large instance through the chain, prints what
+// arrived, and reports whether it arrived unchanged.
+func runLarge(ctx context.Context, c *chain.Chain, dir string, stdout io.Writer) bool {
+	large, err := chain.GenerateLarge(ctx, dir)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL: %v\n", err)
+		return false
+	}
+	result, err := chain.RunLarge(ctx, c, large)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL: large instance: %v\n", err)
+		return false
+	}
+	fmt.Fprintf(stdout, "large instance     %v\n", large.Digest)
+	fmt.Fprintf(stdout, "  on Orthanc B     %v\n", result.Arrived)
+	fmt.Fprintf(stdout, "  back on A        %v\n", result.Retrieved)
+	if result.Arrived != large.Digest || result.Retrieved != large.Digest {
+		fmt.Fprintln(stdout, "FAIL: the large instance changed on its way")
+		return false
+	}
+	fmt.Fprintln(stdout, "PASS: the large instance arrived with STOW-RS and came back with WADO-RS unchanged")
+	return true
+}
+
 func printChain(w io.Writer, c *chain.Chain) {
-	fmt.Fprintln(w, "chain: Orthanc A -> nginx (auth_request to dicomweb-oauth) -> gate -> Orthanc B")
-	fmt.Fprintf(w, "  Orthanc A       %s\n", c.OrthancA.URL)
-	fmt.Fprintf(w, "  nginx           %s\n", c.Nginx.URL)
+	proxyURL, proxyText := "", "nginx (auth_request to dicomweb-oauth)"
+	if c.Envoy != nil {
+		proxyURL, proxyText = c.Envoy.URL, "Envoy (ext_proc to dicomweb-oauth)"
+	} else {
+		proxyURL = c.Nginx.URL
+	}
+	fmt.Fprintf(w, "chain: Orthanc A -> %s -> gate -> Orthanc B\n", proxyText)
+	fmt.Fprintf(w, "  Orthanc A       %s (DICOMweb server %s)\n", c.OrthancA.URL, c.DicomWebURL)
+	fmt.Fprintf(w, "  proxy           %s (%s)\n", proxyURL, c.Options.Proxy)
 	fmt.Fprintf(w, "  dicomweb-oauth  %s (admin http://%s)\n", c.CheckURL, c.Service.AdminAddr)
 	fmt.Fprintf(w, "  token issuer    %s\n", c.Issuer.URL())
-	fmt.Fprintf(w, "  gate            %s (audience %s)\n", c.Gate.URL(), chain.Audience)
+	fmt.Fprintf(w, "  gate            %s%s (audience %s)\n", c.Gate.URL(), c.GatePrefix, chain.Audience)
 	fmt.Fprintf(w, "  Orthanc B       %s\n", c.OrthancB.URL)
 }
