@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,10 +263,7 @@ var (
 // TestDocsExcerptsMatchFiles checks that every code block marked with
 // <!-- excerpt: PATH --> in docs/ appears, as it is, in the shipped file.
 func TestDocsExcerptsMatchFiles(t *testing.T) {
-	pages, err := filepath.Glob("../docs/*.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pages := docPages(t)
 	checked := 0
 	for _, page := range pages {
 		lines := strings.Split(string(readFile(t, page)), "\n")
@@ -292,6 +290,22 @@ func TestDocsExcerptsMatchFiles(t *testing.T) {
 	}
 }
 
+// docPages returns every Markdown page under docs/, subfolders included.
+func docPages(t *testing.T) []string {
+	t.Helper()
+	var pages []string
+	err := filepath.WalkDir("../docs", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".md") {
+			pages = append(pages, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pages
+}
+
 // fencedBlock returns the text of the fenced code block that opens at
 // lines[start], and the index of its closing fence.
 func fencedBlock(lines []string, start int) (string, int, bool) {
@@ -309,11 +323,7 @@ func fencedBlock(lines []string, start int) (string, int, bool) {
 // TestDocsLinksExist checks that the relative links of docs/ and of the
 // README lead to files that exist.
 func TestDocsLinksExist(t *testing.T) {
-	pages, err := filepath.Glob("../docs/*.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages = append(pages, "../README.md")
+	pages := append(docPages(t), "../README.md")
 	for _, page := range pages {
 		for i, line := range strings.Split(string(readFile(t, page)), "\n") {
 			for _, m := range relativeLink.FindAllStringSubmatch(line, -1) {
