@@ -8,13 +8,17 @@
 // Besides the test bed's own nginx configuration, the tests run the shipped
 // deploy/nginx/ files, and the shipped envoy/ext-proc.yaml when an envoy
 // binary is on PATH. No Envoy package is installable on the CI machine, so
-// that test skips without one, in CI too.
+// that test skips without one, in CI too. envoysim.Proxy, a simulated
+// Envoy that runs in the test process, takes the place of nginx in one
+// chain per filter it models: ext_proc, ext_proc as an upstream filter,
+// and ext_authz.
 package e2e
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -146,18 +150,28 @@ func send(t *testing.T, ctx context.Context, method, url string) httpReply {
 // decodes a JSON body if there is one.
 func sendRequest(t *testing.T, request *http.Request) httpReply {
 	t.Helper()
+	reply, err := doRequest(request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
+
+// doRequest is sendRequest for goroutines other than the test's own, which
+// must not call t.Fatal.
+func doRequest(request *http.Request) (httpReply, error) {
 	client := &http.Client{
 		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 		Timeout:   30 * time.Second,
 	}
 	response, err := client.Do(request)
 	if err != nil {
-		t.Fatalf("%s %s: %v", request.Method, request.URL, err)
+		return httpReply{}, fmt.Errorf("%s %s: %w", request.Method, request.URL, err)
 	}
 	defer response.Body.Close()
 	raw, err := io.ReadAll(response.Body)
 	if err != nil {
-		t.Fatalf("read answer of %s %s: %v", request.Method, request.URL, err)
+		return httpReply{}, fmt.Errorf("read answer of %s %s: %w", request.Method, request.URL, err)
 	}
 
 	reply := httpReply{
@@ -167,7 +181,7 @@ func sendRequest(t *testing.T, request *http.Request) httpReply {
 		raw:         string(raw),
 	}
 	_ = json.Unmarshal(raw, &reply.body)
-	return reply
+	return reply, nil
 }
 
 // uploadAndStow uploads the samples to Orthanc A and tries to send them.

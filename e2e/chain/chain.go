@@ -14,8 +14,9 @@
 // child processes.
 //
 // The proxy is nginx with the test bed's own configuration, nginx with the
-// shipped deploy/nginx/dicomweb-oauth.conf, or Envoy with the shipped
-// envoy/ext-proc.yaml; see Proxy.
+// shipped deploy/nginx/dicomweb-oauth.conf, Envoy with the shipped
+// envoy/ext-proc.yaml, or envoysim.Proxy, which plays Envoy's HTTP path in
+// this process and talks to the service over real gRPC. Proxy lists them.
 package chain
 
 import (
@@ -26,6 +27,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/envoysim"
 	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/gate"
 	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/harness"
 	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/issuer"
@@ -35,8 +37,8 @@ import (
 // Names and claims shared by the parts of the chain.
 const (
 	// Cluster is the service's name for the upstream behind nginx with the
-	// test bed's configuration. The shipped configurations name their own:
-	// harness.ShippedCluster and EnvoyCluster.
+	// test bed's configuration and behind envoysim.Proxy. The shipped
+	// configurations name their own: harness.ShippedCluster and EnvoyCluster.
 	Cluster = "protected-orthanc"
 	// ServerName is Orthanc A's name for the remote DICOMweb server.
 	ServerName = "protected"
@@ -66,13 +68,41 @@ const (
 	// envoyconfig.Rewrite to send the route of EnvoyCluster to a plain-HTTP
 	// gate that serves the upstream path of the shipped Orthanc example.
 	ProxyShippedEnvoy Proxy = "shipped-envoy"
+
+	// ProxyEnvoySimExtProc is envoysim.Proxy in envoysim.ModeExtProc: the
+	// ext_proc filter in the listener's filter chain, which sends Cluster as
+	// the xds.cluster_name attribute. See startEnvoySim for the route.
+	ProxyEnvoySimExtProc Proxy = "envoysim-ext-proc"
+	// ProxyEnvoySimExtProcUpstream is envoysim.Proxy in
+	// envoysim.ModeExtProcUpstream: the ext_proc filter in the cluster's
+	// upstream filter chain, once per upstream attempt. It sends no cluster
+	// name, so the service finds Cluster by the rewritten :authority.
+	ProxyEnvoySimExtProcUpstream Proxy = "envoysim-ext-proc-upstream"
+	// ProxyEnvoySimExtAuthz is envoysim.Proxy in envoysim.ModeExtAuthz,
+	// with Cluster in context_extensions and the status_on_error of the
+	// shipped envoy/ext-authz-grpc.yaml.
+	ProxyEnvoySimExtAuthz Proxy = "envoysim-ext-authz"
 )
+
+// Proxies lists every proxy, in the order the demo's help text names them.
+var Proxies = []Proxy{
+	ProxyNginx, ProxyShippedNginx, ProxyShippedEnvoy,
+	ProxyEnvoySimExtProc, ProxyEnvoySimExtProcUpstream, ProxyEnvoySimExtAuthz,
+}
+
+// IsEnvoySim reports whether the proxy is envoysim.Proxy, which runs in
+// this process and needs neither nginx nor Envoy.
+func (p Proxy) IsEnvoySim() bool {
+	_, ok := simMode(p)
+	return ok
+}
 
 // Options selects the variant of the chain.
 type Options struct {
 	// ServiceBinary is the built dicomweb-oauth command. Empty means the
 	// service is not started, and nginx's auth_request goes to a free port
-	// where nothing listens. ProxyShippedEnvoy requires the service.
+	// where nothing listens. ProxyShippedEnvoy and the envoysim proxies
+	// require the service.
 	ServiceBinary string
 	// Proxy is the proxy. Empty means ProxyNginx.
 	Proxy Proxy
@@ -86,6 +116,11 @@ type Options struct {
 	AuthMethod string
 	// OrthancVerbose runs both Orthanc servers with --verbose.
 	OrthancVerbose bool
+	// SendResponseHeaders sets the ext_proc filter's response_header_mode
+	// to SEND, with ProxyEnvoySimExtProc and ProxyEnvoySimExtProcUpstream
+	// only, so that the service learns of upstream 401 responses. Otherwise
+	// it is SKIP, as in the shipped Envoy files.
+	SendResponseHeaders bool
 }
 
 // Chain is a running test bed. Every part is stopped by the Env's Close.
@@ -108,9 +143,11 @@ type Chain struct {
 	// CheckURL is the URL of the HTTP check of Cluster, which nginx's
 	// auth_request calls.
 	CheckURL string
-	// Nginx is nil with ProxyShippedEnvoy, and Envoy is nil otherwise.
-	Nginx *harness.Nginx
-	Envoy *harness.Envoy
+	// Nginx is set with the nginx proxies, Envoy with ProxyShippedEnvoy,
+	// and EnvoySim with the envoysim proxies. The others are nil.
+	Nginx    *harness.Nginx
+	Envoy    *harness.Envoy
+	EnvoySim *envoysim.Proxy
 	// ShippedNginx is the content of deploy/nginx/dicomweb-oauth.conf, read
 	// with ProxyShippedNginx only.
 	ShippedNginx []byte
@@ -233,8 +270,9 @@ func (c *Chain) startGate(ctx context.Context, options Options) error {
 		Audience:  Audience,
 	}
 	if options.Proxy != ProxyNginx {
-		// The shipped configurations send the upstream path of a dcm4chee
-		// archive, which the gate maps to Orthanc B's DICOMweb root.
+		// The shipped configurations, and the envoysim route modelled on
+		// them, send the upstream path of a dcm4chee archive, which the
+		// gate maps to Orthanc B's DICOMweb root.
 		c.GatePrefix = harness.ShippedUpstreamPath
 		cfg.Upstream = c.OrthancB.URL + "/dicom-web/"
 		cfg.PathPrefix = c.GatePrefix
@@ -274,7 +312,7 @@ func (c *Chain) startService(ctx context.Context, options Options) error {
 		service, err = c.Env.StartService(ctx, harness.ServiceConfig{
 			Binary:       options.ServiceBinary,
 			Cluster:      c.Cluster,
-			Hosts:        []string{c.Gate.Addr()},
+			Hosts:        c.serviceHosts(options.Proxy),
 			TokenURL:     c.Issuer.TokenURL(),
 			ClientID:     ClientID,
 			ClientSecret: secret,
@@ -289,6 +327,17 @@ func (c *Chain) startService(ctx context.Context, options Options) error {
 	c.Service = service
 	c.CheckURL = service.CheckURL(c.Cluster)
 	return nil
+}
+
+// serviceHosts returns the hosts of the service's cluster: the upstream
+// host that the envoysim route rewrites :authority to, and otherwise the
+// gate's address. The other proxies name the cluster, so they never need
+// its hosts.
+func (c *Chain) serviceHosts(proxy Proxy) []string {
+	if proxy.IsEnvoySim() {
+		return []string{harness.ShippedUpstreamHost}
+	}
+	return []string{c.Gate.Addr()}
 }
 
 func (c *Chain) startNginx(ctx context.Context, options Options) error {

@@ -31,6 +31,8 @@ func (c *Chain) startProxy(ctx context.Context, options Options) error {
 		return c.startShippedNginx(ctx)
 	case ProxyShippedEnvoy:
 		return c.startShippedEnvoy(ctx)
+	case ProxyEnvoySimExtProc, ProxyEnvoySimExtProcUpstream, ProxyEnvoySimExtAuthz:
+		return c.startEnvoySim(ctx, options)
 	default:
 		return fmt.Errorf("unknown proxy %q", options.Proxy)
 	}

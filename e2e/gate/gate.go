@@ -31,6 +31,10 @@ const realm = "dicomweb-gate"
 // ones are counted but not recorded.
 const maxRecords = 1000
 
+// HoldTimeout bounds how long RevokeToken's hold keeps a request waiting
+// for the others.
+const HoldTimeout = 5 * time.Second
+
 // Config holds the upstream and the token checks of a Gate.
 type Config struct {
 	// Upstream is the base URL that accepted requests are forwarded to,
@@ -49,7 +53,9 @@ type Config struct {
 	// it, with the prefix removed, and responds 404 to every other path.
 	PathPrefix string
 
-	// Logger receives one debug line per rejected request. Nil discards.
+	// Logger receives one debug line per rejected request, and one per
+	// request that RevokeToken's hold released after HoldTimeout. Nil
+	// discards.
 	Logger *slog.Logger
 }
 
@@ -91,9 +97,15 @@ type Gate struct {
 	rejected atomic.Int64
 	notFound atomic.Int64
 
-	mu       sync.Mutex     // guards tokenIDs and requests
+	mu       sync.Mutex     // guards the fields below
 	tokenIDs map[string]int // accepted requests per token "jti"
 	requests []Request      // the first maxRecords forwarded requests
+	revoked  map[string]bool
+	// holdRelease is closed when the last request of RevokeToken's hold
+	// arrives, and holdRemaining is how many are still to come. holdRelease
+	// is nil when no hold is pending.
+	holdRelease   chan struct{}
+	holdRemaining int
 }
 
 // New reads the issuer's discovery document and returns a Gate. Keys are
@@ -130,6 +142,7 @@ func New(ctx context.Context, cfg Config, client *http.Client) (*Gate, error) {
 		logger:     logger,
 		pathPrefix: prefix,
 		tokenIDs:   map[string]int{},
+		revoked:    map[string]bool{},
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -176,9 +189,9 @@ func underPrefix(path, prefix string) bool {
 }
 
 // ServeHTTP forwards r upstream if its path lies under the path prefix and
-// its bearer token is valid. It responds with 404 to a path outside the
-// prefix, and with 401 and an RFC 6750 challenge to a missing or invalid
-// token.
+// its bearer token is valid and not revoked with RevokeToken. It responds
+// with 404 to a path outside the prefix, and with 401 and an RFC 6750
+// challenge to a missing, invalid or revoked token.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !underPrefix(r.URL.Path, g.pathPrefix) {
 		g.notFound.Add(1)
@@ -202,6 +215,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := token.Claims(&claims); err != nil {
 		g.reject(w, r, "decode claims: "+err.Error(), true)
+		return
+	}
+	if g.isRevoked(claims.ID) {
+		g.holdRevoked(r.Context())
+		g.reject(w, r, "token revoked", true)
 		return
 	}
 
@@ -251,6 +269,60 @@ func (g *Gate) reject(w http.ResponseWriter, r *http.Request, reason string, had
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = w.Write([]byte(body + "\n"))
+}
+
+// RevokeToken makes the gate reject every later request whose token has the
+// "jti" tokenID, with 401 and error="invalid_token", as a resource server
+// does once a token is revoked. When hold is more than 1, the first hold
+// such requests wait until all of them have arrived, or until HoldTimeout
+// has passed, and are then rejected together. So a test can have several
+// requests in flight with the same token when the first rejection comes
+// back. A second call cuts a pending hold short.
+func (g *Gate) RevokeToken(tokenID string, hold int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.revoked[tokenID] = true
+	if g.holdRelease != nil {
+		close(g.holdRelease)
+		g.holdRelease = nil
+	}
+	if hold > 1 {
+		g.holdRelease = make(chan struct{})
+		g.holdRemaining = hold
+	}
+}
+
+func (g *Gate) isRevoked(tokenID string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.revoked[tokenID]
+}
+
+// holdRevoked makes a request with a revoked token wait for the others of
+// the pending hold, if any.
+func (g *Gate) holdRevoked(ctx context.Context) {
+	g.mu.Lock()
+	release := g.holdRelease
+	if release != nil {
+		g.holdRemaining--
+		if g.holdRemaining == 0 {
+			close(release)
+			g.holdRelease = nil
+		}
+	}
+	g.mu.Unlock()
+	if release == nil {
+		return
+	}
+
+	timer := time.NewTimer(HoldTimeout)
+	defer timer.Stop()
+	select {
+	case <-release:
+	case <-ctx.Done():
+	case <-timer.C:
+		g.logger.Debug("held request released after the hold timeout", "timeout", HoldTimeout)
+	}
 }
 
 // Accepted returns how many requests were forwarded.

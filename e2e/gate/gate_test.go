@@ -192,6 +192,114 @@ func TestGateCountsDistinctTokens(t *testing.T) {
 	}
 }
 
+// getWithToken sends GET / with a bearer token and returns the response
+// status and WWW-Authenticate challenge.
+func getWithToken(serverURL, token string) (int, string, error) {
+	request, err := http.NewRequest(http.MethodGet, serverURL+"/", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	request.Header.Set("Authorization", "Bearer "+token)
+	response, err := testClient.Do(request)
+	if err != nil {
+		return 0, "", err
+	}
+	response.Body.Close()
+	return response.StatusCode, response.Header.Get("WWW-Authenticate"), nil
+}
+
+func TestGateRevokeToken(t *testing.T) {
+	iss := startIssuer(t)
+	server := startGate(t, iss, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	revoked := mint(t, iss, issuer.MintOptions{Audience: testAudience})
+	other := mint(t, iss, issuer.MintOptions{Audience: testAudience})
+
+	if status, _, err := getWithToken(server.URL(), revoked); err != nil || status != http.StatusOK {
+		t.Fatalf("before revocation: status %d, error %v; want 200", status, err)
+	}
+	ids := server.TokenIDs()
+	if len(ids) != 1 {
+		t.Fatalf("TokenIDs = %v, want 1 value", ids)
+	}
+	server.RevokeToken(ids[0], 0)
+
+	tests := []struct {
+		name       string
+		token      string
+		wantStatus int
+	}{
+		{"revoked token", revoked, http.StatusUnauthorized},
+		{"revoked token again", revoked, http.StatusUnauthorized},
+		{"other token", other, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, challenge, err := getWithToken(server.URL(), tt.token)
+			if err != nil {
+				t.Fatalf("request through gate: %v", err)
+			}
+			if status != tt.wantStatus {
+				t.Errorf("status = %d, want %d", status, tt.wantStatus)
+			}
+			if status == http.StatusUnauthorized && !strings.Contains(challenge, `error="invalid_token"`) {
+				t.Errorf("WWW-Authenticate = %q, want error=\"invalid_token\"", challenge)
+			}
+		})
+	}
+
+	if got := server.Rejected(); got != 2 {
+		t.Errorf("Rejected = %d, want 2", got)
+	}
+	if got := server.Accepted(); got != 2 {
+		t.Errorf("Accepted = %d, want 2", got)
+	}
+}
+
+// TestGateRevokeTokenHold checks that the requests of a hold get no
+// response until the last of them has arrived.
+func TestGateRevokeTokenHold(t *testing.T) {
+	const hold = 3
+	iss := startIssuer(t)
+	server := startGate(t, iss, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	token := mint(t, iss, issuer.MintOptions{Audience: testAudience})
+	if status, _, err := getWithToken(server.URL(), token); err != nil || status != http.StatusOK {
+		t.Fatalf("before revocation: status %d, error %v; want 200", status, err)
+	}
+	server.RevokeToken(server.TokenIDs()[0], hold)
+
+	statuses := make(chan int, hold)
+	send := func() {
+		status, _, err := getWithToken(server.URL(), token)
+		if err != nil {
+			t.Errorf("request through gate: %v", err)
+		}
+		statuses <- status
+	}
+	for range hold - 1 {
+		go send()
+	}
+	select {
+	case status := <-statuses:
+		t.Fatalf("a held request got status %d before the last request of the hold arrived", status)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	go send()
+	for range hold {
+		select {
+		case status := <-statuses:
+			if status != http.StatusUnauthorized {
+				t.Errorf("status = %d, want 401", status)
+			}
+		case <-time.After(HoldTimeout / 2):
+			t.Fatal("held requests got no answer after the last one arrived")
+		}
+	}
+	if got := server.Rejected(); got != hold {
+		t.Errorf("Rejected = %d, want %d", got, hold)
+	}
+}
+
 // TestGateStreams checks that neither the request body nor the response body
 // is buffered whole: each side receives the first part before the other side has
 // sent the rest.

@@ -26,8 +26,14 @@ type Env struct {
 
 	mu        sync.Mutex
 	processes []*Process
+	logs      []namedLog
 	cleanups  []func()
 	closed    bool
+}
+
+// namedLog is a log file of an in-process server, for LogTails.
+type namedLog struct {
+	name, path string
 }
 
 // NewEnv returns an Env that keeps its files in dir, which must exist.
@@ -78,6 +84,14 @@ func (e *Env) AddCleanup(cleanup func()) {
 	e.cleanups = append(e.cleanups, cleanup)
 }
 
+// AddLog registers the log file of an in-process server, such as a
+// simulated proxy, so that LogTails reports it after the processes.
+func (e *Env) AddLog(name, path string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.logs = append(e.logs, namedLog{name: name, path: path})
+}
+
 // Close stops every process, newest first, and then runs the cleanups,
 // newest first. It returns the errors of processes that had to be killed.
 func (e *Env) Close() error {
@@ -101,15 +115,23 @@ func (e *Env) Close() error {
 }
 
 // LogTails returns the last lines of the output of every process, in start
-// order, with a header line per file.
+// order, and then of every log added with AddLog, with a header line per file.
 func (e *Env) LogTails(lines int) string {
 	e.mu.Lock()
 	processes := append([]*Process(nil), e.processes...)
+	logs := append([]namedLog(nil), e.logs...)
 	e.mu.Unlock()
 
 	var b strings.Builder
 	for _, p := range processes {
 		b.WriteString(p.Tail(lines))
+	}
+	for _, l := range logs {
+		text := tailFile(l.path, lines)
+		if text == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "--- %s %s ---\n%s\n", l.name, filepath.Base(l.path), text)
 	}
 	return b.String()
 }

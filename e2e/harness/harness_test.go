@@ -119,6 +119,28 @@ func TestProcessTail(t *testing.T) {
 	}
 }
 
+func TestLogTailsIncludesAddedLog(t *testing.T) {
+	env := NewEnv(t.TempDir())
+	path := filepath.Join(env.Dir(), "proxy.log")
+	if err := os.WriteFile(path, []byte("line 1\nline 2\nline 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env.AddLog("proxy", path)
+	env.AddLog("absent", filepath.Join(env.Dir(), "absent.log"))
+
+	tail := env.LogTails(2)
+
+	if want := "--- proxy proxy.log ---\nline 2\nline 3\n"; !strings.Contains(tail, want) {
+		t.Errorf("tail does not contain %q:\n%s", want, tail)
+	}
+	if strings.Contains(tail, "line 1") {
+		t.Errorf("tail has more than 2 lines of the log:\n%s", tail)
+	}
+	if strings.Contains(tail, "absent") {
+		t.Errorf("tail names a log file that does not exist:\n%s", tail)
+	}
+}
+
 func TestChildEnvironmentDropsProxies(t *testing.T) {
 	t.Setenv("HTTP_PROXY", "http://proxy.invalid:3128")
 	t.Setenv("https_proxy", "http://proxy.invalid:3128")

@@ -175,6 +175,12 @@ func (c *Client) FindInstance(ctx context.Context, sopInstanceUID string) ([]str
 	return ids, err
 }
 
+// DeleteInstance deletes an instance. Orthanc also deletes its series,
+// study and patient when they become empty.
+func (c *Client) DeleteInstance(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/instances/"+id, "", nil, nil)
+}
+
 // DeleteStudy deletes a study and everything in it.
 func (c *Client) DeleteStudy(ctx context.Context, studyID string) error {
 	return c.do(ctx, http.MethodDelete, "/studies/"+studyID, "", nil, nil)

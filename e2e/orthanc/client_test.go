@@ -37,6 +37,9 @@ func fakeOrthanc(t *testing.T, bodies map[string]string) *Client {
 	mux.HandleFunc("GET /instances/present/file", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "DICM file content")
 	})
+	mux.HandleFunc("DELETE /instances/present", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "{}")
+	})
 	mux.HandleFunc("POST /dicom-web/servers/odd/retrieve", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, `{"ReceivedInstancesCount":"many"}`)
 	})
@@ -143,6 +146,33 @@ func TestCopyFile(t *testing.T) {
 			}
 			if n != int64(len(tt.wantBody)) {
 				t.Errorf("count = %d, want %d", n, len(tt.wantBody))
+			}
+		})
+	}
+}
+
+func TestDeleteInstance(t *testing.T) {
+	client := fakeOrthanc(t, map[string]string{})
+	tests := []struct {
+		name       string
+		id         string
+		wantStatus int // 0 means success
+	}{
+		{"stored instance", "present", 0},
+		{"unknown instance", "absent", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := client.DeleteInstance(context.Background(), tt.id)
+
+			var httpErr *HTTPError
+			switch {
+			case tt.wantStatus == 0 && err != nil:
+				t.Fatalf("DeleteInstance: %v", err)
+			case tt.wantStatus != 0 && !errors.As(err, &httpErr):
+				t.Fatalf("DeleteInstance error = %v, want an HTTPError", err)
+			case tt.wantStatus != 0 && httpErr.Status != tt.wantStatus:
+				t.Errorf("status = %d, want %d", httpErr.Status, tt.wantStatus)
 			}
 		})
 	}

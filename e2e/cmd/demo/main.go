@@ -5,6 +5,10 @@
 // exits. The exit status is 1 if any step failed.
 //
 //	go run ./e2e/cmd/demo [-bin PATH] [-proxy nginx] [-large] [-timeout 2m] [-logs] [-keep] [-verbose]
+//
+// The -proxy values envoysim-ext-proc, envoysim-ext-proc-upstream and
+// envoysim-ext-authz put the test bed's simulated Envoy (e2e/envoysim) in
+// place of nginx. It runs inside the demo and needs neither nginx nor Envoy.
 package main
 
 import (
@@ -16,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -50,8 +55,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	flags.SetOutput(stderr)
 	flags.StringVar(&o.binary, "bin", "", "dicomweb-oauth binary to run; empty builds "+harness.ServicePackage)
 	flags.StringVar(&o.proxy, "proxy", string(chain.ProxyNginx), fmt.Sprintf(
-		"proxy and configuration: %s (the test bed's nginx.conf), %s (deploy/nginx/) or %s (envoy/ext-proc.yaml, needs envoy on PATH)",
-		chain.ProxyNginx, chain.ProxyShippedNginx, chain.ProxyShippedEnvoy))
+		"proxy and configuration: %s (the test bed's nginx.conf), %s (deploy/nginx/), "+
+			"%s (envoy/ext-proc.yaml, needs envoy on PATH), "+
+			"or the simulated Envoy with one filter: %s, %s or %s",
+		chain.ProxyNginx, chain.ProxyShippedNginx, chain.ProxyShippedEnvoy,
+		chain.ProxyEnvoySimExtProc, chain.ProxyEnvoySimExtProcUpstream, chain.ProxyEnvoySimExtAuthz))
 	flags.BoolVar(&o.large, "large", false, "also send a generated instance of 24 MiB with STOW-RS and retrieve it with WADO-RS")
 	flags.DurationVar(&o.timeout, "timeout", 2*time.Minute, "time limit for building, starting and the flow")
 	flags.BoolVar(&o.logs, "logs", false, "print the end of each process's output also on success")
@@ -60,15 +68,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}
-	switch chain.Proxy(o.proxy) {
-	case chain.ProxyNginx, chain.ProxyShippedNginx, chain.ProxyShippedEnvoy:
-		return o, nil
-	default:
+	if !slices.Contains(chain.Proxies, chain.Proxy(o.proxy)) {
 		err := fmt.Errorf("invalid -proxy %q", o.proxy)
 		fmt.Fprintln(stderr, err)
 		flags.Usage()
 		return o, err
 	}
+	return o, nil
 }
 
 // run returns the exit status: 0 when the flow passed, 1 when it failed and
@@ -111,9 +117,12 @@ func checkComponents(ctx context.Context, proxy chain.Proxy) error {
 	_, _, orthancErr := harness.FindOrthanc()
 	_, samplesErr := chain.SampleDir(ctx)
 	var proxyErr error
-	if proxy == chain.ProxyShippedEnvoy {
+	switch {
+	case proxy.IsEnvoySim():
+		// The simulated Envoy runs inside the demo.
+	case proxy == chain.ProxyShippedEnvoy:
 		_, proxyErr = harness.FindEnvoy()
-	} else {
+	default:
 		_, proxyErr = harness.FindNginx()
 	}
 	return errors.Join(orthancErr, proxyErr, samplesErr)
@@ -196,11 +205,14 @@ func runLarge(ctx context.Context, c *chain.Chain, dir string, stdout io.Writer)
 }
 
 func printChain(w io.Writer, c *chain.Chain) {
-	proxyURL, proxyText := "", "nginx (auth_request to dicomweb-oauth)"
-	if c.Envoy != nil {
+	var proxyURL, proxyText string
+	switch {
+	case c.EnvoySim != nil:
+		proxyURL, proxyText = c.EnvoySim.URL(), "simulated Envoy (gRPC to dicomweb-oauth)"
+	case c.Envoy != nil:
 		proxyURL, proxyText = c.Envoy.URL, "Envoy (ext_proc to dicomweb-oauth)"
-	} else {
-		proxyURL = c.Nginx.URL
+	default:
+		proxyURL, proxyText = c.Nginx.URL, "nginx (auth_request to dicomweb-oauth)"
 	}
 	fmt.Fprintf(w, "chain: Orthanc A -> %s -> gate -> Orthanc B\n", proxyText)
 	fmt.Fprintf(w, "  Orthanc A       %s (DICOMweb server %s)\n", c.OrthancA.URL, c.DicomWebURL)
