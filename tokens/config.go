@@ -400,7 +400,11 @@ func (c *Config) validateCommon(p *problems) {
 		}
 	}
 	if (c.TLS.ClientCertificateFile == "") != (c.TLS.ClientKeyFile == "") {
-		p.add("tls.client_key_file", "set both tls.client_certificate_file and tls.client_key_file, or neither")
+		missing := "tls.client_key_file"
+		if c.TLS.ClientCertificateFile == "" {
+			missing = "tls.client_certificate_file"
+		}
+		p.add(missing, "set both tls.client_certificate_file and tls.client_key_file, or neither")
 	}
 	if c.Verify.Enabled() {
 		if c.Verify.JWKSURL == "" && c.Verify.Issuer == "" {

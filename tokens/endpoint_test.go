@@ -1,7 +1,11 @@
 package tokens
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,18 +25,45 @@ type fakeEndpoint struct {
 	// last holds the form and Authorization header of the last request.
 	lastForm url.Values
 	lastAuth string
+	// lastPeer holds the client certificates of the last request over TLS.
+	lastPeer []*x509.Certificate
+	// forms holds the form of every request, in order.
+	forms []url.Values
 }
 
 func newFakeEndpoint(t *testing.T) *fakeEndpoint {
 	t.Helper()
+	e := newUnstartedFakeEndpoint(t)
+	e.server.Start()
+	return e
+}
+
+// newTLSFakeEndpoint starts a fakeEndpoint that serves HTTPS with config.
+func newTLSFakeEndpoint(t *testing.T, config *tls.Config) *fakeEndpoint {
+	t.Helper()
+	e := newUnstartedFakeEndpoint(t)
+	e.server.TLS = config
+	// Tests of rejected certificates make the server log handshake errors.
+	e.server.Config.ErrorLog = log.New(io.Discard, "", 0)
+	e.server.StartTLS()
+	return e
+}
+
+func newUnstartedFakeEndpoint(t *testing.T) *fakeEndpoint {
+	t.Helper()
 	e := &fakeEndpoint{}
 	e.SetToken("test-token-1", 3600)
-	e.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.requests.Add(1)
 		_ = r.ParseForm()
 		e.mu.Lock()
 		e.lastForm = r.PostForm
 		e.lastAuth = r.Header.Get("Authorization")
+		e.lastPeer = nil
+		if r.TLS != nil {
+			e.lastPeer = r.TLS.PeerCertificates
+		}
+		e.forms = append(e.forms, r.PostForm)
 		h := e.handler
 		e.mu.Unlock()
 		h(w, r)
@@ -76,6 +107,20 @@ func (e *fakeEndpoint) Last() (url.Values, string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.lastForm, e.lastAuth
+}
+
+// LastPeer returns the client certificates of the last request.
+func (e *fakeEndpoint) LastPeer() []*x509.Certificate {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastPeer
+}
+
+// Forms returns the form of every request so far, in order.
+func (e *fakeEndpoint) Forms() []url.Values {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]url.Values(nil), e.forms...)
 }
 
 func writeJSONBody(w http.ResponseWriter, status int, v any) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os/exec"
 	"strings"
 	"time"
@@ -48,8 +49,11 @@ func (s *execSource) Fetch(ctx context.Context) (*Token, error) {
 
 	if err != nil {
 		class := ClassTransient
-		var notFound *exec.Error
-		if errors.As(err, &notFound) {
+		// A program that is not on PATH, not at its path, or not executable
+		// is a configuration error, because a retry does not fix it.
+		var lookupErr *exec.Error
+		if errors.As(err, &lookupErr) || errors.Is(err, fs.ErrNotExist) ||
+			errors.Is(err, fs.ErrPermission) {
 			class = ClassConfig
 		}
 		if ctx.Err() != nil {

@@ -171,7 +171,7 @@ func (m *Manager) Token(ctx context.Context) (*Token, error) {
 		return nil, unavailable
 	}
 
-	ch := m.group.DoChan("token", m.acquire)
+	ch := m.group.DoChan("token", m.acquireIfNeeded)
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -227,6 +227,29 @@ func (m *Manager) poke() {
 	case m.wake <- struct{}{}:
 	default:
 	}
+}
+
+// acquireIfNeeded is acquire for callers of Token. A request may end between
+// the caller's look at the state and this call, so it looks again. It returns
+// that request's token, or its error while the backoff lasts, rather than
+// sending another request.
+func (m *Manager) acquireIfNeeded() (any, error) {
+	now := m.clock.Now()
+
+	m.mu.Lock()
+	tok := m.token
+	usable := tok != nil && now.Before(m.usableUntil)
+	last := m.lastErr
+	backingOff := !usable && last != nil && now.Before(m.nextAttempt)
+	m.mu.Unlock()
+
+	switch {
+	case usable:
+		return tok, nil
+	case backingOff:
+		return nil, last
+	}
+	return m.acquire()
 }
 
 // acquire performs one token request and records its outcome. It is called

@@ -71,8 +71,7 @@ func applyAzure(c *Config) {
 		}
 		return
 	}
-	if c.TokenURL == "" && c.Issuer == "" && c.TenantID != "" &&
-		(c.Grant == "" || c.Grant == GrantClientCredentials || c.Grant == GrantWorkloadIdentity) {
+	if c.TokenURL == "" && c.Issuer == "" && c.TenantID != "" && usesEntraTokenEndpoint(c.Grant) {
 		c.TokenURL = "https://" + c.AuthorityHost + "/" + url.PathEscape(c.TenantID) + "/oauth2/v2.0/token"
 	}
 	if len(c.Scopes) == 0 {
@@ -81,6 +80,16 @@ func applyAzure(c *Config) {
 	if c.AuthMethod == "" && (c.ClientSecret != "" || c.ClientSecretFile != "") {
 		c.AuthMethod = AuthClientSecretPost
 	}
+}
+
+// usesEntraTokenEndpoint reports whether a grant posts to the Entra ID v2.0
+// token endpoint of the tenant. An empty grant is client_credentials.
+func usesEntraTokenEndpoint(grant string) bool {
+	switch grant {
+	case "", GrantClientCredentials, GrantWorkloadIdentity, GrantRefreshToken:
+		return true
+	}
+	return false
 }
 
 func keycloakRealmURL(c *Config) string {
@@ -104,7 +113,7 @@ func (c *Config) validateProvider(p *problems) {
 	switch c.Provider {
 	case "", ProviderGeneric, ProviderGoogle:
 	case ProviderAzure:
-		if !hasEndpoint && c.Grant != GrantManagedIdentity {
+		if !hasEndpoint && c.TenantID == "" && usesEntraTokenEndpoint(c.Grant) {
 			p.add("tenant_id", "missing; provider azure builds token_url from the Entra ID tenant ID")
 		}
 	case ProviderKeycloak:
