@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -89,7 +90,16 @@ func (s *metadataSource) Fetch(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, &FetchError{Class: ClassTransient, StatusCode: resp.StatusCode, Err: err}
 	}
-	return parseJSONToken(resp, body, received, s.defaultLifetime)
+	tok, err := parseJSONToken(resp, body, received, s.defaultLifetime)
+	var fe *FetchError
+	if errors.As(err, &fe) && (fe.StatusCode == http.StatusNotFound || fe.StatusCode == http.StatusGone) &&
+		fe.Code == "" {
+		// IMDS answers 404 and 410 while it is being updated or starting,
+		// and asks for retries with backoff; these are not configuration
+		// errors as they are at a token endpoint.
+		fe.Class = ClassTransient
+	}
+	return tok, err
 }
 
 // jsonTokenResponse is a token response in JSON, or an OAuth2 error.

@@ -213,6 +213,14 @@ func TestMetadataErrors(t *testing.T) {
 			wantClass: ClassTransient, wantIn: []string{"500", "upstream failure"},
 		},
 		{
+			name: "updating", status: http.StatusNotFound, body: `IMDS is updating`,
+			wantClass: ClassTransient, wantIn: []string{"404"},
+		},
+		{
+			name: "gone", status: http.StatusGone, body: ``,
+			wantClass: ClassTransient, wantIn: []string{"410"},
+		},
+		{
 			name: "not a token", status: http.StatusOK, body: `<html>captive portal</html>`,
 			wantClass: ClassBadResponse, wantIn: []string{"not a token", "captive portal"},
 		},

@@ -3,8 +3,10 @@ package tokens
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -36,7 +38,18 @@ func (s *verifyingSource) Fetch(ctx context.Context) (*Token, error) {
 		return nil, err
 	}
 	if err := s.verify(ctx, tok.AccessToken); err != nil {
-		return nil, &FetchError{Class: ClassConfig, Description: "the acquired token failed verification: " +
+		// A key set that cannot be fetched is an outage, retried as such;
+		// a token that fails the checks is a configuration error.
+		class := ClassConfig
+		var urlErr *url.Error
+		var fe *FetchError
+		switch {
+		case errors.As(err, &fe):
+			class = fe.Class
+		case errors.As(err, &urlErr):
+			class = ClassTransient
+		}
+		return nil, &FetchError{Class: class, Description: "the acquired token failed verification: " +
 			err.Error() + "; it was not used"}
 	}
 	return tok, nil
