@@ -6,6 +6,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/propagation"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -38,6 +39,7 @@ func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 		authority = headerValue(httpReq.GetHeaderMap(), ":authority")
 	}
 
+	ctx = s.Decider.WithTraceContext(ctx, propagation.MapCarrier(httpReq.GetHeaders()))
 	dec := s.Decider.Decide(ctx, APIExtAuthz, named, authority)
 	if dec.Outcome != OutcomeAllowed {
 		return deniedResponse(dec), nil

@@ -11,6 +11,12 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // HeaderSource returns the Authorization header value for a cluster.
@@ -61,12 +67,19 @@ type Decider struct {
 	Timeout time.Duration
 	Log     *slog.Logger
 	Hook    DecisionHook
+	// Tracer, when set, records a span for every decision.
+	Tracer trace.Tracer
+	// Propagator, when set, reads W3C trace context from the proxied
+	// request's headers, so the decision joins the proxy's trace.
+	Propagator propagation.TextMapPropagator
 }
 
 // Decide returns the decision for a request that named a cluster (may be
 // empty) and has the given authority.
 func (d *Decider) Decide(ctx context.Context, api, named, authority string) *Decision {
 	start := time.Now()
+	ctx, span := d.startSpan(ctx, api)
+	defer span.End()
 
 	cluster, ok := d.Router.Cluster(named, authority)
 	var dec *Decision
@@ -76,6 +89,7 @@ func (d *Decider) Decide(ctx context.Context, api, named, authority string) *Dec
 		dec = d.header(ctx, cluster)
 	}
 
+	endDecisionSpan(span, dec)
 	if d.Hook != nil {
 		d.Hook(api, dec, time.Since(start))
 	}
@@ -134,4 +148,35 @@ type denialBody struct {
 func (dec *Decision) Body() []byte {
 	b, _ := json.Marshal(denialBody{Error: dec.Outcome, Cluster: dec.Cluster, Message: dec.Message})
 	return append(b, '\n')
+}
+
+// WithTraceContext returns ctx with the trace context that the proxied
+// request's headers carry, if any, so that the decision span joins the
+// trace the proxy started.
+func (d *Decider) WithTraceContext(ctx context.Context, headers propagation.TextMapCarrier) context.Context {
+	if d.Propagator == nil || headers == nil {
+		return ctx
+	}
+	return d.Propagator.Extract(ctx, headers)
+}
+
+func (d *Decider) startSpan(ctx context.Context, api string) (context.Context, trace.Span) {
+	if d.Tracer == nil {
+		return ctx, noop.Span{}
+	}
+	return d.Tracer.Start(ctx, "dicomweb_oauth.decision",
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("dicomweb_oauth.api", api)))
+}
+
+// endDecisionSpan records the outcome. The span never holds the header.
+func endDecisionSpan(span trace.Span, dec *Decision) {
+	span.SetAttributes(
+		attribute.String("dicomweb_oauth.cluster", dec.Cluster),
+		attribute.String("dicomweb_oauth.outcome", dec.Outcome),
+		attribute.Int("http.response.status_code", dec.Status),
+	)
+	if dec.Outcome != OutcomeAllowed {
+		span.SetStatus(codes.Error, dec.Outcome)
+	}
 }

@@ -120,6 +120,7 @@ func (s *ExtProc) requestHeaders(ctx context.Context, state *streamState,
 	req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	named := clusterFromAttributes(req)
 	authority := headerValue(h.GetHeaders(), ":authority")
+	ctx = s.Decider.WithTraceContext(ctx, headerCarrier{h.GetHeaders()})
 
 	dec := s.Decider.Decide(ctx, APIExtProc, named, authority)
 	if dec.Outcome != OutcomeAllowed {
@@ -203,4 +204,19 @@ func (s *ExtProc) log() *slog.Logger {
 		return slog.Default()
 	}
 	return s.Log
+}
+
+// headerCarrier reads trace context headers from an Envoy header map.
+type headerCarrier struct {
+	m *corev3.HeaderMap
+}
+
+func (c headerCarrier) Get(key string) string { return headerValue(c.m, key) }
+func (c headerCarrier) Set(string, string)    {}
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(c.m.GetHeaders()))
+	for _, h := range c.m.GetHeaders() {
+		keys = append(keys, h.GetKey())
+	}
+	return keys
 }

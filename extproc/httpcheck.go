@@ -3,6 +3,8 @@ package extproc
 import (
 	"net/http"
 	"strings"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // CheckPathPrefix is the path of the HTTP auth-request endpoint. The cluster
@@ -35,7 +37,8 @@ func (h *HTTPCheck) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		authority = r.Host
 	}
 
-	dec := h.Decider.Decide(r.Context(), APIHTTP, named, authority)
+	ctx := h.Decider.WithTraceContext(r.Context(), propagation.HeaderCarrier(r.Header))
+	dec := h.Decider.Decide(ctx, APIHTTP, named, authority)
 	w.Header().Set("Cache-Control", "no-store")
 	if dec.Outcome == OutcomeAllowed {
 		w.Header().Set("Authorization", dec.Header)

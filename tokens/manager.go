@@ -9,6 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -29,6 +33,8 @@ type Settings struct {
 	// InsecureTLS records that certificate verification to the token
 	// endpoint is off, for the status.
 	InsecureTLS bool
+	// Grant and Provider name the token source in traces and the status.
+	Grant, Provider string
 }
 
 // AcquireHook is called after every token request with its duration and
@@ -46,6 +52,7 @@ type Manager struct {
 	clock    Clock
 	log      *slog.Logger
 	hook     AcquireHook
+	tracer   trace.Tracer
 
 	group     singleflight.Group
 	wake      chan struct{}
@@ -89,6 +96,15 @@ func WithClock(c Clock) Option { return func(m *Manager) { m.clock = c } }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
+// WithTracerProvider sets the provider of the span that every token request
+// gets. Without it no spans are recorded.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(m *Manager) { m.tracer = tp.Tracer(tracerName) }
+}
+
+// tracerName is the instrumentation scope of the spans of this package.
+const tracerName = "github.com/dicomweb-oauth/dicomweb-oauth/tokens"
+
 // WithAcquireHook sets a function called after every token request.
 func WithAcquireHook(h AcquireHook) Option { return func(m *Manager) { m.hook = h } }
 
@@ -119,6 +135,7 @@ func NewManager(cluster string, source Source, s Settings, opts ...Option) *Mana
 		settings: s,
 		clock:    systemClock{},
 		log:      slog.Default(),
+		tracer:   noop.NewTracerProvider().Tracer(tracerName),
 		wake:     make(chan struct{}, 1),
 		ready:    make(chan struct{}),
 	}
@@ -266,6 +283,8 @@ func (m *Manager) acquire() (any, error) {
 	}
 	ctx, cancel := context.WithTimeout(base, m.settings.Timeout)
 	defer cancel()
+	ctx, span := m.startSpan(ctx, attempt)
+	defer span.End()
 
 	start := m.clock.Now()
 	tok, err := m.source.Fetch(ctx)
@@ -278,6 +297,7 @@ func (m *Manager) acquire() (any, error) {
 			fe.Description = fmt.Sprintf("no answer within %s (token.timeout)", m.settings.Timeout)
 		}
 	}
+	endSpan(span, tok, fe)
 	m.record(tok, fe, attempt, end)
 	m.readyOnce.Do(func() { close(m.ready) })
 	m.poke()
@@ -289,6 +309,50 @@ func (m *Manager) acquire() (any, error) {
 		return nil, fe
 	}
 	return tok, nil
+}
+
+// Span attribute keys. No attribute ever holds a token, a secret or an
+// assertion: errors are described by class and provider codes.
+const (
+	attrCluster       = attribute.Key("dicomweb_oauth.cluster")
+	attrGrant         = attribute.Key("dicomweb_oauth.grant")
+	attrProvider      = attribute.Key("dicomweb_oauth.provider")
+	attrAttempt       = attribute.Key("dicomweb_oauth.attempt")
+	attrResult        = attribute.Key("dicomweb_oauth.result")
+	attrErrorCode     = attribute.Key("dicomweb_oauth.error_code")
+	attrProviderCodes = attribute.Key("dicomweb_oauth.provider_codes")
+	attrHTTPStatus    = attribute.Key("http.response.status_code")
+	attrLifetime      = attribute.Key("dicomweb_oauth.token_lifetime_seconds")
+)
+
+func (m *Manager) startSpan(ctx context.Context, attempt int) (context.Context, trace.Span) {
+	return m.tracer.Start(ctx, "dicomweb_oauth.token.acquire",
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(
+			attrCluster.String(m.cluster),
+			attrGrant.String(m.settings.Grant),
+			attrProvider.String(m.settings.Provider),
+			attrAttempt.Int(attempt),
+		))
+}
+
+// endSpan records the outcome of a token request on its span.
+func endSpan(span trace.Span, tok *Token, fe *FetchError) {
+	if fe == nil {
+		span.SetAttributes(attrResult.String("success"), attrLifetime.Float64(tok.Lifetime().Seconds()))
+		return
+	}
+	span.SetAttributes(attrResult.String(string(fe.Class)))
+	if fe.Code != "" {
+		span.SetAttributes(attrErrorCode.String(fe.Code))
+	}
+	if len(fe.ProviderCodes) > 0 {
+		span.SetAttributes(attrProviderCodes.StringSlice(fe.ProviderCodes))
+	}
+	if fe.StatusCode != 0 {
+		span.SetAttributes(attrHTTPStatus.Int(fe.StatusCode))
+	}
+	span.SetStatus(codes.Error, fe.Error())
 }
 
 func (m *Manager) record(tok *Token, fe *FetchError, attempt int, now time.Time) {

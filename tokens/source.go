@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // NewSource builds the token source that a Config describes, after
@@ -13,8 +16,12 @@ import (
 // (client secret, private key, certificates, service account key), so it
 // fails when one is missing or invalid; files that the platform rotates
 // (assertion, token and refresh token files) are read for every request.
-func NewSource(c *Config) (Source, error) {
-	client, err := newHTTPClient(c)
+func NewSource(c *Config, opts ...SourceOption) (Source, error) {
+	var so sourceOptions
+	for _, opt := range opts {
+		opt(&so)
+	}
+	client, err := newHTTPClient(c, so.tracerProvider)
 	if err != nil {
 		return nil, err
 	}
@@ -46,11 +53,24 @@ func NewSource(c *Config) (Source, error) {
 	return source, nil
 }
 
+// SourceOption changes how NewSource builds a source.
+type SourceOption func(*sourceOptions)
+
+type sourceOptions struct {
+	tracerProvider trace.TracerProvider
+}
+
+// WithSourceTracerProvider gives every HTTP request of the source a client
+// span from tp.
+func WithSourceTracerProvider(tp trace.TracerProvider) SourceOption {
+	return func(o *sourceOptions) { o.tracerProvider = tp }
+}
+
 // SettingsOf returns the Manager timing rules of a Config.
 func SettingsOf(c *Config) Settings {
 	return Settings{
 		RefreshBefore: c.RefreshBefore, ClockSkew: c.ClockSkew, Timeout: c.Timeout,
-		InsecureTLS: c.TLS.InsecureSkipVerify,
+		InsecureTLS: c.TLS.InsecureSkipVerify, Grant: c.Grant, Provider: c.Provider,
 	}
 }
 
@@ -59,15 +79,20 @@ func SettingsOf(c *Config) Settings {
 // environment, no redirects (a token endpoint that redirects is
 // misconfigured, and a redirected POST would lose its body), and the whole
 // request bounded by the configured timeout.
-func newHTTPClient(c *Config) (*http.Client, error) {
+func newHTTPClient(c *Config, tp trace.TracerProvider) (*http.Client, error) {
 	tlsConfig, err := newTLSConfig(c.TLS)
 	if err != nil {
 		return nil, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = tlsConfig
+	var base http.RoundTripper = transport
+	if tp != nil {
+		// A client span per HTTP request, a child of the acquisition span.
+		base = otelhttp.NewTransport(transport, otelhttp.WithTracerProvider(tp))
+	}
 	return &http.Client{
-		Transport: recordingTransport{base: transport},
+		Transport: recordingTransport{base: base},
 		Timeout:   c.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse

@@ -13,6 +13,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -31,7 +32,13 @@ func serve(ctx context.Context, cfg *config.File, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
 	log.Info("starting", "version", buildVersion(), "clusters", cfg.ClusterNames())
 
-	set, m, err := buildManagers(cfg, log)
+	tr, err := setupTracing(ctx)
+	if err != nil {
+		return err
+	}
+	defer flushTracing(tr, log)
+
+	set, m, err := buildManagers(cfg, log, tr)
 	if err != nil {
 		return err
 	}
@@ -41,6 +48,7 @@ func serve(ctx context.Context, cfg *config.File, stderr io.Writer) error {
 	}
 	decider := &extproc.Decider{
 		Router: router, Source: set, Timeout: cfg.DecisionTimeout, Log: log, Hook: m.observeDecision,
+		Tracer: tr.provider.Tracer(tracerName), Propagator: tr.propagator,
 	}
 
 	listeners, err := listenAll(cfg.Listen)
@@ -49,7 +57,9 @@ func serve(ctx context.Context, cfg *config.File, stderr io.Writer) error {
 	}
 
 	healthServer := health.NewServer()
-	grpcServer := newGRPCServer(decider, set, healthServer, log)
+	grpcServer := newGRPCServer(decider, set, healthServer, log,
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(tr.provider), otelgrpc.WithPropagators(tr.propagator))))
 	checkServer := newHTTPServer(&extproc.HTTPCheck{Decider: decider})
 	adminServer := newHTTPServer(adminHandler(set, m))
 
@@ -82,7 +92,7 @@ func serve(ctx context.Context, cfg *config.File, stderr io.Writer) error {
 	return serveErr
 }
 
-func buildManagers(cfg *config.File, log *slog.Logger) (*tokens.Set, *metrics, error) {
+func buildManagers(cfg *config.File, log *slog.Logger, tr *tracing) (*tokens.Set, *metrics, error) {
 	var managers []*tokens.Manager
 	// The metrics need the Set, and the Managers report to the metrics.
 	var m *metrics
@@ -93,7 +103,7 @@ func buildManagers(cfg *config.File, log *slog.Logger) (*tokens.Set, *metrics, e
 	var errs []error
 	for _, name := range cfg.ClusterNames() {
 		c := cfg.Clusters[name]
-		source, err := tokens.NewSource(&c.Token)
+		source, err := tokens.NewSource(&c.Token, tokens.WithSourceTracerProvider(tr.provider))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("clusters.%s.token.%w", name, err))
 			continue
@@ -104,7 +114,7 @@ func buildManagers(cfg *config.File, log *slog.Logger) (*tokens.Set, *metrics, e
 				"set token.tls.ca_file instead", "cluster", name)
 		}
 		managers = append(managers, tokens.NewManager(name, source, tokens.SettingsOf(&c.Token),
-			tokens.WithLogger(log), tokens.WithAcquireHook(hook)))
+			tokens.WithLogger(log), tokens.WithAcquireHook(hook), tokens.WithTracerProvider(tr.provider)))
 	}
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
@@ -113,6 +123,18 @@ func buildManagers(cfg *config.File, log *slog.Logger) (*tokens.Set, *metrics, e
 	set := tokens.NewSet(managers...)
 	m = newMetrics(set)
 	return set, m, nil
+}
+
+// tracerName is the instrumentation scope of the decision spans.
+const tracerName = "github.com/dicomweb-oauth/dicomweb-oauth/extproc"
+
+// flushTracing sends the spans still buffered, within shutdownTimeout.
+func flushTracing(tr *tracing, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := tr.shutdown(ctx); err != nil {
+		log.Warn("flushing traces failed", "error", err)
+	}
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -157,13 +179,13 @@ func listenAll(c config.Listen) (*listeners, error) {
 // Its keepalive enforcement admits client pings every second, so Envoy's
 // HTTP/2 keepalive (connection_keepalive) never earns a GOAWAY
 // too_many_pings, which a Go server's 5-minute default would send.
-func newGRPCServer(decider *extproc.Decider, set *tokens.Set, hs *health.Server, log *slog.Logger) *grpc.Server {
-	s := grpc.NewServer(
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             time.Second,
-			PermitWithoutStream: true,
-		}),
-	)
+func newGRPCServer(decider *extproc.Decider, set *tokens.Set, hs *health.Server, log *slog.Logger,
+	opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+		MinTime:             time.Second,
+		PermitWithoutStream: true,
+	}))
+	s := grpc.NewServer(opts...)
 	extprocv3.RegisterExternalProcessorServer(s, &extproc.ExtProc{Decider: decider, Invalidator: set, Log: log})
 	authv3.RegisterAuthorizationServer(s, &extproc.ExtAuthz{Decider: decider})
 	healthpb.RegisterHealthServer(s, hs)
