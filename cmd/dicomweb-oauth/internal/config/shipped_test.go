@@ -21,7 +21,7 @@ func TestShippedConfigsParse(t *testing.T) {
 
 	root := filepath.Join("..", "..", "..", "..")
 	var files []string
-	for _, pattern := range []string{"envoy/dicomweb-oauth*.yaml", "deploy/*/dicomweb-oauth*.yaml"} {
+	for _, pattern := range []string{"envoy/dicomweb-oauth.yaml", "deploy/*/dicomweb-oauth.yaml"} {
 		matches, err := filepath.Glob(filepath.Join(root, pattern))
 		if err != nil {
 			t.Fatal(err)
