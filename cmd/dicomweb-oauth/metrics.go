@@ -1,64 +1,140 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/dicomweb-oauth/dicomweb-oauth/extproc"
 	"github.com/dicomweb-oauth/dicomweb-oauth/tokens"
 )
 
-// metrics are the service's Prometheus metrics, on a registry it owns.
+// meterName is the instrumentation scope of the service's metrics.
+const meterName = "github.com/dicomweb-oauth/dicomweb-oauth"
+
+// metrics records the service's metrics through the OpenTelemetry metrics
+// API. A Prometheus exporter on a registry the service owns serves them at
+// /metrics; further readers, such as OTLP, can be added to the provider.
+// Instrument names carry the dicomweb_oauth_ prefix, and the exporter adds
+// _total to counters and the unit (_seconds) to histograms and gauges.
 type metrics struct {
-	registry            *prometheus.Registry
-	acquisitions        *prometheus.CounterVec
-	acquisitionDuration *prometheus.HistogramVec
-	decisions           *prometheus.CounterVec
-	decisionDuration    *prometheus.HistogramVec
+	registry *prometheus.Registry
+	provider *sdkmetric.MeterProvider
+
+	acquisitions        metric.Int64Counter
+	acquisitionDuration metric.Float64Histogram
+	decisions           metric.Int64Counter
+	decisionDuration    metric.Float64Histogram
 }
 
-func newMetrics(set *tokens.Set) *metrics {
-	m := &metrics{
-		registry: prometheus.NewRegistry(),
-		acquisitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dicomweb_oauth_token_acquisitions_total",
-			Help: "Token requests to the identity provider, by cluster and result " +
-				"(success, or the error class).",
-		}, []string{"cluster", "result"}),
-		acquisitionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "dicomweb_oauth_token_acquisition_duration_seconds",
-			Help:    "Duration of token requests to the identity provider.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"cluster"}),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dicomweb_oauth_decisions_total",
-			Help: "Proxy requests answered, by API, cluster and outcome. " +
-				"Requests for unknown clusters have an empty cluster label.",
-		}, []string{"api", "cluster", "outcome"}),
-		decisionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "dicomweb_oauth_decision_duration_seconds",
-			Help:    "Time to answer a proxy request, by API.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
-		}, []string{"api"}),
+// Histogram bucket bounds, in seconds.
+var (
+	acquisitionBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	decisionBuckets    = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25}
+)
+
+func newMetrics(set *tokens.Set, readers ...sdkmetric.Reader) (*metrics, error) {
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry), otelprom.WithoutScopeInfo(),
+		otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	opts := []sdkmetric.Option{sdkmetric.WithReader(exporter)}
+	for _, r := range readers {
+		opts = append(opts, sdkmetric.WithReader(r))
+	}
+	provider := sdkmetric.NewMeterProvider(opts...)
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	m := &metrics{registry: registry, provider: provider}
+	if err := m.createInstruments(provider.Meter(meterName), set); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return m, nil
+}
+
+func (m *metrics) createInstruments(meter metric.Meter, set *tokens.Set) error {
+	var err error
+	if m.acquisitions, err = meter.Int64Counter("dicomweb_oauth_token_acquisitions",
+		metric.WithDescription("Token requests to the identity provider, by cluster and result "+
+			"(success, or the error class).")); err != nil {
+		return err
+	}
+	if m.acquisitionDuration, err = meter.Float64Histogram("dicomweb_oauth_token_acquisition_duration",
+		metric.WithUnit("s"), metric.WithDescription("Duration of token requests to the identity provider."),
+		metric.WithExplicitBucketBoundaries(acquisitionBuckets...)); err != nil {
+		return err
+	}
+	if m.decisions, err = meter.Int64Counter("dicomweb_oauth_decisions",
+		metric.WithDescription("Proxy requests answered, by API, cluster and outcome. "+
+			"Requests for unknown clusters have an empty cluster label.")); err != nil {
+		return err
+	}
+	if m.decisionDuration, err = meter.Float64Histogram("dicomweb_oauth_decision_duration",
+		metric.WithUnit("s"), metric.WithDescription("Time to answer a proxy request, by API."),
+		metric.WithExplicitBucketBoundaries(decisionBuckets...)); err != nil {
+		return err
+	}
+	return registerTokenObservers(meter, set)
+}
+
+// registerTokenObservers reports each cluster's token state when read.
+func registerTokenObservers(meter metric.Meter, set *tokens.Set) error {
+	valid, err := meter.Int64ObservableGauge("dicomweb_oauth_token_valid",
+		metric.WithDescription("1 when the cluster holds a token that is handed out, else 0."))
+	if err != nil {
+		return err
+	}
+	expiry, err := meter.Float64ObservableGauge("dicomweb_oauth_token_expiry_timestamp", metric.WithUnit("s"),
+		metric.WithDescription("Expiry of the cluster's newest token, in Unix seconds."))
+	if err != nil {
+		return err
+	}
+	rejections, err := meter.Int64ObservableCounter("dicomweb_oauth_upstream_rejections",
+		metric.WithDescription("Upstream 401 answers to requests that carried a token from this service."))
+	if err != nil {
+		return err
+	}
+	invalidations, err := meter.Int64ObservableCounter("dicomweb_oauth_token_invalidations",
+		metric.WithDescription("Tokens taken out of use because the upstream rejected them."))
+	if err != nil {
+		return err
+	}
+	buildInfo, err := meter.Int64ObservableGauge("dicomweb_oauth_build_info",
+		metric.WithDescription("Build information; the value is always 1."))
+	if err != nil {
+		return err
 	}
 
-	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "dicomweb_oauth_build_info",
-		Help:        "Build information; the value is always 1.",
-		ConstLabels: prometheus.Labels{"version": buildVersion(), "goversion": runtime.Version()},
-	})
-	buildInfo.Set(1)
-
-	m.registry.MustRegister(
-		m.acquisitions, m.acquisitionDuration, m.decisions, m.decisionDuration, buildInfo,
-		tokenCollector{set: set},
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	return m
+	build := metric.WithAttributes(attribute.String("version", buildVersion()),
+		attribute.String("goversion", runtime.Version()))
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(buildInfo, 1, build)
+		for _, s := range set.Statuses() {
+			cluster := metric.WithAttributes(attribute.String("cluster", s.Cluster))
+			isValid := int64(0)
+			if s.State == tokens.StateValid {
+				isValid = 1
+			}
+			o.ObserveInt64(valid, isValid, cluster)
+			if s.ExpiresAt != nil {
+				o.ObserveFloat64(expiry, float64(s.ExpiresAt.Unix()), cluster)
+			}
+			o.ObserveInt64(rejections, int64(s.UpstreamRejections), cluster)
+			o.ObserveInt64(invalidations, int64(s.Invalidations), cluster)
+		}
+		return nil
+	}, valid, expiry, rejections, invalidations, buildInfo)
+	return err
 }
 
 func (m *metrics) observeAcquisition(cluster string, d time.Duration, err *tokens.FetchError) {
@@ -66,8 +142,10 @@ func (m *metrics) observeAcquisition(cluster string, d time.Duration, err *token
 	if err != nil {
 		result = string(err.Class)
 	}
-	m.acquisitions.WithLabelValues(cluster, result).Inc()
-	m.acquisitionDuration.WithLabelValues(cluster).Observe(d.Seconds())
+	ctx := context.Background()
+	m.acquisitions.Add(ctx, 1, metric.WithAttributes(
+		attribute.String("cluster", cluster), attribute.String("result", result)))
+	m.acquisitionDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("cluster", cluster)))
 }
 
 func (m *metrics) observeDecision(api string, d *extproc.Decision, duration time.Duration) {
@@ -76,47 +154,8 @@ func (m *metrics) observeDecision(api string, d *extproc.Decision, duration time
 		// The name comes from the request; keep label values bounded.
 		cluster = ""
 	}
-	m.decisions.WithLabelValues(api, cluster, d.Outcome).Inc()
-	m.decisionDuration.WithLabelValues(api).Observe(duration.Seconds())
-}
-
-// tokenCollector reports each cluster's token state when scraped.
-type tokenCollector struct {
-	set *tokens.Set
-}
-
-var (
-	tokenValidDesc = prometheus.NewDesc("dicomweb_oauth_token_valid",
-		"1 when the cluster holds a token that is handed out, else 0.", []string{"cluster"}, nil)
-	tokenExpiryDesc = prometheus.NewDesc("dicomweb_oauth_token_expiry_timestamp_seconds",
-		"Expiry of the cluster's newest token, in Unix seconds.", []string{"cluster"}, nil)
-	rejectionsDesc = prometheus.NewDesc("dicomweb_oauth_upstream_rejections_total",
-		"Upstream 401 answers to requests that carried a token from this service.", []string{"cluster"}, nil)
-	invalidationsDesc = prometheus.NewDesc("dicomweb_oauth_token_invalidations_total",
-		"Tokens taken out of use because the upstream rejected them.", []string{"cluster"}, nil)
-)
-
-func (c tokenCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- tokenValidDesc
-	ch <- tokenExpiryDesc
-	ch <- rejectionsDesc
-	ch <- invalidationsDesc
-}
-
-func (c tokenCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range c.set.Statuses() {
-		valid := 0.0
-		if s.State == tokens.StateValid {
-			valid = 1
-		}
-		ch <- prometheus.MustNewConstMetric(tokenValidDesc, prometheus.GaugeValue, valid, s.Cluster)
-		if s.ExpiresAt != nil {
-			ch <- prometheus.MustNewConstMetric(tokenExpiryDesc, prometheus.GaugeValue,
-				float64(s.ExpiresAt.Unix()), s.Cluster)
-		}
-		ch <- prometheus.MustNewConstMetric(rejectionsDesc, prometheus.CounterValue,
-			float64(s.UpstreamRejections), s.Cluster)
-		ch <- prometheus.MustNewConstMetric(invalidationsDesc, prometheus.CounterValue,
-			float64(s.Invalidations), s.Cluster)
-	}
+	ctx := context.Background()
+	m.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("api", api),
+		attribute.String("cluster", cluster), attribute.String("outcome", d.Outcome)))
+	m.decisionDuration.Record(ctx, duration.Seconds(), metric.WithAttributes(attribute.String("api", api)))
 }

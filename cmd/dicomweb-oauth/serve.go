@@ -86,6 +86,7 @@ func serve(ctx context.Context, cfg *config.File, stderr io.Writer) error {
 
 	healthServer.Shutdown()
 	shutdown(grpcServer, checkServer, adminServer)
+	flushMetrics(m, log)
 	cancel()
 	wg.Wait()
 	log.Info("stopped")
@@ -121,12 +122,25 @@ func buildManagers(cfg *config.File, log *slog.Logger, tr *tracing) (*tokens.Set
 	}
 
 	set := tokens.NewSet(managers...)
-	m = newMetrics(set)
+	m, err := newMetrics(set, tr.metricReaders...)
+	if err != nil {
+		return nil, nil, err
+	}
 	return set, m, nil
 }
 
 // tracerName is the instrumentation scope of the decision spans.
 const tracerName = "github.com/dicomweb-oauth/dicomweb-oauth/extproc"
+
+// flushMetrics sends the metrics still buffered in extra readers, within
+// shutdownTimeout.
+func flushMetrics(m *metrics, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := m.provider.Shutdown(ctx); err != nil {
+		log.Warn("flushing metrics failed", "error", err)
+	}
+}
 
 // flushTracing sends the spans still buffered, within shutdownTimeout.
 func flushTracing(tr *tracing, log *slog.Logger) {

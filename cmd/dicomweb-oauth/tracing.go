@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -21,11 +22,18 @@ var tracingEnv = []string{
 	"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 }
 
-// tracing is the trace provider of the service and how to flush it.
+// tracing is the trace provider of the service and how to flush it, and
+// the metric readers that send metrics elsewhere than /metrics.
 type tracing struct {
-	provider   trace.TracerProvider
-	propagator propagation.TextMapPropagator
-	shutdown   func(context.Context) error
+	provider      trace.TracerProvider
+	propagator    propagation.TextMapPropagator
+	shutdown      func(context.Context) error
+	metricReaders []sdkmetric.Reader
+}
+
+// metricsEnv are the variables that add an OTLP (or other) metric reader.
+var metricsEnv = []string{
+	"OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
 }
 
 // setupTracing configures OpenTelemetry tracing from the standard OTEL_*
@@ -37,7 +45,17 @@ func setupTracing(ctx context.Context) (*tracing, error) {
 		propagator: propagation.TraceContext{},
 		shutdown:   func(context.Context) error { return nil },
 	}
-	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") || !anyEnvSet(tracingEnv) {
+	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
+		return off, nil
+	}
+	if anyEnvSet(metricsEnv) {
+		reader, err := autoexport.NewMetricReader(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("metrics export: %w; check the OTEL_* environment variables", err)
+		}
+		off.metricReaders = append(off.metricReaders, reader)
+	}
+	if !anyEnvSet(tracingEnv) {
 		return off, nil
 	}
 
@@ -54,9 +72,10 @@ func setupTracing(ctx context.Context) (*tracing, error) {
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
 	return &tracing{
-		provider:   tp,
-		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-		shutdown:   tp.Shutdown,
+		provider:      tp,
+		propagator:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		shutdown:      tp.Shutdown,
+		metricReaders: off.metricReaders,
 	}, nil
 }
 
