@@ -201,6 +201,9 @@ func TestComposeChain(t *testing.T) {
 		"AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000000",
 		"AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000000",
 	}
+	for k, v := range keycloakEnv {
+		env[k] = v
+	}
 	for k := range env {
 		if !strings.Contains(c.Services["dicomweb-oauth"].Environment[k], "${"+k) {
 			t.Errorf("service dicomweb-oauth must pass %s from .env", k)

@@ -108,7 +108,7 @@ func TestTraefikConfigs(t *testing.T) {
 		t.Fatalf("traefik/dynamic.yaml: %v", err)
 	}
 	config := checkServiceConfig(t, "traefik/dicomweb-oauth.yaml", readFile(t, "traefik/dicomweb-oauth.yaml"),
-		[]string{"/etc/dicomweb-oauth"}, nil)
+		[]string{"/etc/dicomweb-oauth"}, keycloakEnv)
 
 	if path.Base(static.Providers.File.Filename) != "dynamic.yaml" {
 		t.Errorf("providers.file.filename %q must be the dynamic.yaml of this folder", static.Providers.File.Filename)
@@ -178,13 +178,18 @@ func TestTraefikConfigs(t *testing.T) {
 	}
 }
 
+// keycloakEnv are the variables the Keycloak clusters of the shipped service
+// configurations need; they have no defaults, so that a forgotten one is an
+// error and never a request to a placeholder host.
+var keycloakEnv = map[string]string{"KEYCLOAK_HOST": "keycloak.example.test", "KEYCLOAK_CLIENT_ID": "orthanc-egress"}
+
 var nginxCheckPass = regexp.MustCompile(`proxy_pass\s+(http://\S+/check/\S+);`)
 
 // TestNginxConfig checks only what ties deploy/nginx to the service: the
 // auth_request locations and the service configuration.
 func TestNginxConfig(t *testing.T) {
 	config := checkServiceConfig(t, "nginx/dicomweb-oauth.yaml", readFile(t, "nginx/dicomweb-oauth.yaml"),
-		[]string{"/etc/dicomweb-oauth"}, nil)
+		[]string{"/etc/dicomweb-oauth"}, keycloakEnv)
 	matches := nginxCheckPass.FindAllStringSubmatch(string(readFile(t, "nginx/dicomweb-oauth.conf")), -1)
 	if len(matches) == 0 {
 		t.Fatal("nginx/dicomweb-oauth.conf has no proxy_pass to /check/CLUSTER")

@@ -178,9 +178,9 @@ func RenderShippedServiceConfig(source []byte, values ShippedServiceValues) (str
 		{"grpc: 127.0.0.1:9001", "grpc: " + quoteJSON(values.Listeners.GRPC)},
 		{"http: 127.0.0.1:9002", "http: " + quoteJSON(values.Listeners.HTTP)},
 		{"admin: 127.0.0.1:9901", "admin: " + quoteJSON(values.Listeners.Admin)},
-		{"token_url: https://${KEYCLOAK_HOST:-keycloak.example.org}/realms/dcm4che/protocol/openid-connect/token",
+		{"token_url: https://${KEYCLOAK_HOST}/realms/dcm4che/protocol/openid-connect/token",
 			"token_url: " + quoteJSON(values.TokenURL)},
-		{"client_id: ${KEYCLOAK_CLIENT_ID:-orthanc-egress}", "client_id: " + quoteJSON(values.ClientID)},
+		{"client_id: ${KEYCLOAK_CLIENT_ID}", "client_id: " + quoteJSON(values.ClientID)},
 		{"client_secret_file: /etc/dicomweb-oauth/pacs-client-secret",
 			"client_secret_file: " + quoteJSON(values.SecretFile)},
 	}

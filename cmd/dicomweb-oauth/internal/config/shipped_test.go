@@ -9,8 +9,10 @@ import (
 // project, with the environment variables they reference set.
 func TestShippedConfigsParse(t *testing.T) {
 	env := map[string]string{
-		"AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000000",
-		"AZURE_CLIENT_ID": "11111111-1111-1111-1111-111111111111",
+		"AZURE_TENANT_ID":    "00000000-0000-0000-0000-000000000000",
+		"AZURE_CLIENT_ID":    "11111111-1111-1111-1111-111111111111",
+		"KEYCLOAK_HOST":      "keycloak.example.test",
+		"KEYCLOAK_CLIENT_ID": "orthanc-egress",
 	}
 	saved := lookupEnv
 	lookupEnv = func(name string) (string, bool) {
