@@ -285,7 +285,7 @@ func (c *Config) Validate() error {
 		p.requireClientID(c)
 		p.require("assertion_file", c.AssertionFile, "the file with the platform's client assertion, "+
 			"such as the one AZURE_FEDERATED_TOKEN_FILE names")
-		p.forbid(c.Grant, "client_secret", c.ClientSecret != "" || c.ClientSecretFile != "")
+		p.forbid(c.Grant, secretKey(c), c.ClientSecret != "" || c.ClientSecretFile != "")
 	case GrantRefreshToken:
 		c.validateEndpoint(&p)
 		c.validateClientAuth(&p)
@@ -360,7 +360,7 @@ func (c *Config) validateClientAuth(p *problems) {
 		}
 	case AuthPrivateKeyJWT:
 		p.require("private_key.file", c.PrivateKey.File, "the PEM private key that signs client assertions")
-		p.forbid(c.AuthMethod, "client_secret", hasSecret)
+		p.forbid(c.AuthMethod, secretKey(c), hasSecret)
 		switch c.PrivateKey.Algorithm {
 		case "", "RS256", "PS256", "ES256":
 		default:
@@ -372,12 +372,12 @@ func (c *Config) validateClientAuth(p *problems) {
 	case AuthTLSClientAuth:
 		p.require("tls.client_certificate_file", c.TLS.ClientCertificateFile, "the client certificate")
 		p.require("tls.client_key_file", c.TLS.ClientKeyFile, "the client certificate's private key")
-		p.forbid(c.AuthMethod, "client_secret", hasSecret)
+		p.forbid(c.AuthMethod, secretKey(c), hasSecret)
 	case AuthNone:
 		if c.Grant != GrantRefreshToken {
 			p.add("auth_method", "none is only for the refresh_token grant of a public client")
 		}
-		p.forbid(c.AuthMethod, "client_secret", hasSecret)
+		p.forbid(c.AuthMethod, secretKey(c), hasSecret)
 	default:
 		p.add("auth_method", "unsupported method %q; supported: %s", c.AuthMethod, strings.Join([]string{
 			AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthTLSClientAuth, AuthNone}, ", "))
@@ -455,6 +455,14 @@ func (p *problems) forbid(method, key string, set bool) {
 	}
 }
 
+// secretKey returns the key that sets the client secret in c.
+func secretKey(c *Config) string {
+	if c.ClientSecretFile != "" && c.ClientSecret == "" {
+		return "client_secret_file"
+	}
+	return "client_secret"
+}
+
 func (p *problems) checkURL(key, raw string) {
 	if err := checkURL(raw); err != nil {
 		p.add(key, "%v", err)
@@ -464,7 +472,7 @@ func (p *problems) checkURL(key, raw string) {
 func checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("invalid URL %q: %v", raw, err)
+		return fmt.Errorf("invalid URL %q: %v; write a full URL such as https://host/path", raw, err)
 	}
 	if u.Scheme != "https" && u.Scheme != "http" {
 		return fmt.Errorf("invalid URL %q: the scheme must be https (or http for a local test server)", raw)

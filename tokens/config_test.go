@@ -117,7 +117,7 @@ func TestValidateGrants(t *testing.T) {
 		}, []string{"client_secret"}},
 		{"workload identity with secret file", GrantWorkloadIdentity, func(c *Config) {
 			c.ClientSecretFile = "/run/secrets/client-secret"
-		}, []string{"client_secret"}},
+		}, []string{"client_secret_file"}},
 
 		{"refresh token file", GrantRefreshToken, nil, nil},
 		{"refresh token inline", GrantRefreshToken, func(c *Config) {
@@ -195,7 +195,7 @@ func TestValidateAuthMethods(t *testing.T) {
 		}, AuthPrivateKeyJWT, []string{"client_secret"}},
 		{"private key with secret file", func(c *Config) {
 			c.ClientSecret, c.ClientSecretFile, c.PrivateKey.File = "", "/run/secrets/s", keyFile
-		}, AuthPrivateKeyJWT, []string{"client_secret"}},
+		}, AuthPrivateKeyJWT, []string{"client_secret_file"}},
 		{"private key file with basic", func(c *Config) {
 			c.AuthMethod, c.PrivateKey.File = AuthClientSecretBasic, keyFile
 		}, AuthClientSecretBasic, []string{"private_key.file"}},

@@ -60,7 +60,7 @@ func (e *FetchError) Error() string {
 		fmt.Fprintf(&b, " (%s)", strings.Join(e.ProviderCodes, ", "))
 	}
 	if e.Description != "" {
-		fmt.Fprintf(&b, ": %s", e.Description)
+		fmt.Fprintf(&b, ": %s", withoutLeadingCode(e.Description, e.ProviderCodes))
 	}
 	if e.Err != nil && e.Code == "" {
 		fmt.Fprintf(&b, ": %v", e.Err)
@@ -204,4 +204,16 @@ func oauthErrorFields(body []byte) (code, description string) {
 		return "", ""
 	}
 	return v.Error, trimDescription(v.ErrorDescription)
+}
+
+// withoutLeadingCode drops a provider code that starts the description, as
+// in Entra ID's "AADSTS7000215: Invalid client secret provided.", because
+// the message already names it.
+func withoutLeadingCode(description string, codes []string) string {
+	for _, code := range codes {
+		if rest, found := strings.CutPrefix(description, code+": "); found {
+			return rest
+		}
+	}
+	return description
 }

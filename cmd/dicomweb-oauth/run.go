@@ -31,9 +31,10 @@ const usage = `usage: dicomweb-oauth COMMAND --config FILE
 Commands:
   serve          serve tokens to the proxy until SIGTERM or SIGINT
   check-config   validate the configuration and print it with secrets redacted
-  healthcheck    exit 0 when the running service is ready, for container
-                 health checks in images without curl (default URL
-                 http://127.0.0.1:9901/readyz)
+  healthcheck    exit 0 when the running service is ready, that is when every
+                 cluster's first token request has ended (a cluster without
+                 a token then answers 503); for container health checks in
+                 images without curl (default URL http://127.0.0.1:9901/readyz)
   version        print the version
 `
 

@@ -32,6 +32,17 @@ func serve(ctx context.Context, cfg *config.File, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
 	log.Info("starting", "version", buildVersion(), "clusters", cfg.ClusterNames())
 
+	err := run(ctx, cfg, log)
+	if err != nil {
+		// Also as a log record, so a pipeline that parses the JSON logs
+		// keeps the reason; Main prints it as text too.
+		log.Error("stopped with an error", "error", err)
+	}
+	return err
+}
+
+// run starts the listeners and serves until ctx ends.
+func run(ctx context.Context, cfg *config.File, log *slog.Logger) error {
 	tr, err := setupTracing(ctx)
 	if err != nil {
 		return err
@@ -231,12 +242,14 @@ func reportReadiness(ctx context.Context, set *tokens.Set, hs *health.Server, lo
 		hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 
-	var failing []string
+	failing := []string{}
 	for _, s := range set.Statuses() {
 		if s.State != tokens.StateValid {
 			failing = append(failing, s.Cluster)
 		}
 	}
+	// Ready means every first token request has ended; a cluster listed
+	// here answers 503 until a retry succeeds.
 	log.Info("ready", "clusters_without_token", failing)
 }
 
