@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the end-to-end tests and the demo need,
-# if any of them is missing. Uses sudo unless it runs as root.
+# and promtool (in the prometheus package) for the tests of deploy/prometheus
+# and deploy/grafana, if any of them is missing. Uses sudo unless it runs as
+# root.
 set -euo pipefail
 
-packages=(orthanc orthanc-dicomweb nginx-light python3-pydicom)
+packages=(orthanc orthanc-dicomweb nginx-light python3-pydicom prometheus)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -26,9 +28,10 @@ if [ "$(id -u)" -ne 0 ]; then
   as_root=(sudo)
 fi
 
-# The orthanc and nginx packages start system services on install, which
-# would listen on all interfaces (nginx on port 80, Orthanc on 8042 and 4242).
-# The tests start their own copies on 127.0.0.1, so a policy-rc.d that
+# The orthanc, nginx and prometheus packages start system services on
+# install, which would listen on all interfaces (nginx on port 80, Orthanc on
+# 8042 and 4242, Prometheus on 9090). The tests start their own copies of
+# Orthanc and nginx on 127.0.0.1 and run only promtool, so a policy-rc.d that
 # forbids service starts is put in place for the install unless one exists.
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then
