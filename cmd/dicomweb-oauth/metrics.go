@@ -59,7 +59,35 @@ func newMetrics(set *tokens.Set, readers ...sdkmetric.Reader) (*metrics, error) 
 	if err := m.createInstruments(provider.Meter(meterName), set); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	m.startAtZero(set)
 	return m, nil
+}
+
+// acquisitionResults are the result label values of token acquisitions.
+var acquisitionResults = []string{"success", string(tokens.ClassTransient), string(tokens.ClassRateLimited),
+	string(tokens.ClassConfig), string(tokens.ClassBadResponse)}
+
+// startAtZero creates every counter series a configured cluster can have,
+// at 0. Prometheus's rate() and increase() ignore the first sample of a
+// series, so without this the first failure of each kind would not show.
+func (m *metrics) startAtZero(set *tokens.Set) {
+	ctx := context.Background()
+	for _, s := range set.Statuses() {
+		for _, result := range acquisitionResults {
+			m.acquisitions.Add(ctx, 0, metric.WithAttributes(
+				attribute.String("cluster", s.Cluster), attribute.String("result", result)))
+		}
+		for _, api := range []string{extproc.APIExtProc, extproc.APIExtAuthz, extproc.APIHTTP} {
+			for _, outcome := range []string{extproc.OutcomeAllowed, extproc.OutcomeUnavailable} {
+				m.decisions.Add(ctx, 0, metric.WithAttributes(attribute.String("api", api),
+					attribute.String("cluster", s.Cluster), attribute.String("outcome", outcome)))
+			}
+		}
+	}
+	for _, api := range []string{extproc.APIExtProc, extproc.APIExtAuthz, extproc.APIHTTP} {
+		m.decisions.Add(ctx, 0, metric.WithAttributes(attribute.String("api", api),
+			attribute.String("cluster", ""), attribute.String("outcome", extproc.OutcomeUnknownCluster)))
+	}
 }
 
 func (m *metrics) createInstruments(meter metric.Meter, set *tokens.Set) error {
