@@ -496,3 +496,23 @@ func (m *Manager) nextWake() time.Duration {
 	}
 	return due.Sub(now)
 }
+
+// Refresh requests a new token now, waits for it within ctx, and returns it
+// or the failure. The current token stays in use until a new one arrives. A
+// request already in flight is joined rather than duplicated.
+func (m *Manager) Refresh(ctx context.Context) (*Token, error) {
+	m.mu.Lock()
+	m.nextAttempt = time.Time{}
+	m.mu.Unlock()
+
+	ch := m.group.DoChan("token", m.acquire)
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Token), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("refresh of cluster %q still running: %w", m.cluster, ctx.Err())
+	}
+}

@@ -13,8 +13,10 @@ const (
 // Status is a snapshot of a Manager for the admin API. It never contains the
 // token or a secret.
 type Status struct {
-	Cluster string `json:"cluster"`
-	State   string `json:"state"`
+	Cluster  string `json:"cluster"`
+	Grant    string `json:"grant,omitempty"`
+	Provider string `json:"provider,omitempty"`
+	State    string `json:"state"`
 	// Fingerprint identifies the cached token without revealing it.
 	Fingerprint string     `json:"fingerprint,omitempty"`
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
@@ -46,8 +48,8 @@ func (m *Manager) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
-	s := Status{Cluster: m.cluster, ConsecutiveFailures: m.failures, Counts: m.counts,
-		InsecureTLS: m.settings.InsecureTLS}
+	s := Status{Cluster: m.cluster, Grant: m.settings.Grant, Provider: m.settings.Provider,
+		ConsecutiveFailures: m.failures, Counts: m.counts, InsecureTLS: m.settings.InsecureTLS}
 	switch {
 	case m.token != nil && now.Before(m.usableUntil):
 		s.State = StateValid
