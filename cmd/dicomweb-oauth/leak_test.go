@@ -218,4 +218,3 @@ func waitListening(t *testing.T, stderr *lockedBuffer) map[string]string {
 	})
 	return addrs
 }
-
