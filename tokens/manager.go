@@ -74,7 +74,24 @@ type Manager struct {
 	lastErr     *FetchError
 	lastErrAt   time.Time
 	counts      Counts
+	repeats     failureRepeats
 }
+
+// failureRepeats limits the log lines of a failure that repeats.
+type failureRepeats struct {
+	message  string
+	loggedAt time.Time
+	// suppressed counts the identical failures not logged since loggedAt.
+	suppressed int
+}
+
+// Repeated failures are logged in full for the first repeatedFailuresLogged
+// attempts; after that an identical failure is logged at most once per
+// repeatedFailureInterval, with the number of lines left out.
+const (
+	repeatedFailuresLogged  = 3
+	repeatedFailureInterval = 10 * time.Minute
+)
 
 // Counts are the totals of a Manager since it started.
 type Counts struct {
@@ -311,6 +328,23 @@ func (m *Manager) acquire() (any, error) {
 	return tok, nil
 }
 
+// logFailureLocked logs a failed token request, leaving out repeats of the
+// same failure; m.mu must be held.
+func (m *Manager) logFailureLocked(fe *FetchError, attempt int, delay time.Duration, now time.Time) {
+	message := fe.Error()
+	r := &m.repeats
+	if m.failures > repeatedFailuresLogged && message == r.message && now.Sub(r.loggedAt) < repeatedFailureInterval {
+		r.suppressed++
+		return
+	}
+	m.log.Warn("token request failed",
+		"attempt", attempt, "class", string(fe.Class), "status", fe.StatusCode,
+		"code", fe.Code, "provider_codes", fe.ProviderCodes, "error", message,
+		"retry_in", delay.String(), "token_valid", m.token != nil && now.Before(m.usableUntil),
+		"repeats_not_logged", r.suppressed)
+	*r = failureRepeats{message: message, loggedAt: now}
+}
+
 // Span attribute keys. No attribute ever holds a token, a secret or an
 // assertion: errors are described by class and provider codes.
 const (
@@ -367,16 +401,14 @@ func (m *Manager) record(tok *Token, fe *FetchError, attempt int, now time.Time)
 		m.lastErrAt = now
 		delay := m.settings.Backoff.Delay(m.failures, fe)
 		m.nextAttempt = now.Add(delay)
-		m.log.Warn("token request failed",
-			"attempt", attempt, "class", string(fe.Class), "status", fe.StatusCode,
-			"code", fe.Code, "provider_codes", fe.ProviderCodes, "error", fe.Error(),
-			"retry_in", delay.String(), "token_valid", m.token != nil && now.Before(m.usableUntil))
+		m.logFailureLocked(fe, attempt, delay, now)
 		return
 	}
 
 	if m.failures > 0 {
 		m.log.Info("token request recovered", "failed_attempts", m.failures)
 	}
+	m.repeats = failureRepeats{}
 	m.failures = 0
 	m.counts.Acquisitions++
 	m.nextAttempt = time.Time{}
