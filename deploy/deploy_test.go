@@ -96,11 +96,15 @@ func (c resolvedConfig) decisionTimeout(t *testing.T) time.Duration {
 	return d
 }
 
-// secretFiles returns the client_secret_file of each cluster in a service
-// configuration, by cluster name.
+// secretFiles returns the secret files a service configuration reads at
+// startup: admin.token_file, and the client_secret_file of each cluster by
+// cluster name.
 func secretFiles(t *testing.T, name string, config []byte) map[string]string {
 	t.Helper()
 	var doc struct {
+		Admin struct {
+			TokenFile string `yaml:"token_file"`
+		} `yaml:"admin"`
 		Clusters map[string]struct {
 			Token struct {
 				ClientSecretFile string `yaml:"client_secret_file"`
@@ -111,6 +115,10 @@ func secretFiles(t *testing.T, name string, config []byte) map[string]string {
 		t.Fatalf("%s: invalid YAML: %v", name, err)
 	}
 	files := map[string]string{}
+	if doc.Admin.TokenFile != "" {
+		// Keyed by a name no cluster can have, since cluster names have no spaces.
+		files["admin token"] = doc.Admin.TokenFile
+	}
 	for cluster, c := range doc.Clusters {
 		if c.Token.ClientSecretFile != "" {
 			files[cluster] = c.Token.ClientSecretFile

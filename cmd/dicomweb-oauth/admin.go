@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dicomweb-oauth/dicomweb-oauth/cmd/dicomweb-oauth/internal/config"
 	"github.com/dicomweb-oauth/dicomweb-oauth/tokens"
 )
 
@@ -22,15 +25,43 @@ type readyResponse struct {
 	Pending []string `json:"pending,omitempty"`
 }
 
-// adminHandler serves /healthz, /readyz, /metrics and /status. None of them
-// ever returns a token or a secret.
-func adminHandler(set *tokens.Set, m *metrics) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+// newAdminHandler returns the handler of the admin listener. When
+// c.TokenFile is set, it reads the token from that file and requires it on
+// every path except /healthz and /readyz.
+func newAdminHandler(c config.Admin, set *tokens.Set, m *metrics, log *slog.Logger) (http.Handler, error) {
+	routes := adminRoutes(set, m, newRefreshHandler(set, log))
+	if c.TokenFile == "" {
+		return routes.mux, nil
+	}
+	token, err := readAdminToken(c.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin.token_file: %w", err)
+	}
+	return requireBearer(routes.mux, token, log), nil
+}
+
+// adminMux is the admin listener's ServeMux with the pattern of every route
+// it serves, so that a test can compare them with docs/admin-api.yaml.
+type adminMux struct {
+	mux      *http.ServeMux
+	patterns []string
+}
+
+func (a *adminMux) handle(pattern string, h http.Handler) {
+	a.mux.Handle(pattern, h)
+	a.patterns = append(a.patterns, pattern)
+}
+
+// adminRoutes serves /healthz, /readyz, /metrics, /status and
+// POST /clusters/{name}/refresh. None of them ever returns a token or a
+// secret. A route added here must be added to docs/admin-api.yaml too.
+func adminRoutes(set *tokens.Set, m *metrics, refresh http.Handler) *adminMux {
+	a := &adminMux{mux: http.NewServeMux()}
+	a.handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	a.handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		resp := readyResponse{Ready: true}
 		for _, s := range set.Statuses() {
 			if s.State == tokens.StatePending {
@@ -43,14 +74,15 @@ func adminHandler(set *tokens.Set, m *metrics) http.Handler {
 			status = http.StatusServiceUnavailable
 		}
 		respondJSON(w, status, resp)
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	a.handle("GET /status", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		respondJSON(w, http.StatusOK, statusResponse{
 			Version: buildVersion(), Ready: set.IsReady(), Clusters: set.Statuses(),
 		})
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
-	return mux
+	}))
+	a.handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	a.handle("POST /clusters/{name}/refresh", refresh)
+	return a
 }
 
 func respondJSON(w http.ResponseWriter, status int, v any) {

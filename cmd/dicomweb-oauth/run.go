@@ -107,6 +107,12 @@ func checkConfig(cfg *config.File, stdout, stderr io.Writer) int {
 			code = exitFailed
 		}
 	}
+	if cfg.Admin.TokenFile != "" {
+		if _, err := readAdminToken(cfg.Admin.TokenFile); err != nil {
+			fmt.Fprintf(stderr, "admin.token_file: %v\n", err)
+			code = exitFailed
+		}
+	}
 	if code != exitOK {
 		return code
 	}

@@ -62,6 +62,11 @@ func run(ctx context.Context, cfg *config.File, log *slog.Logger) error {
 		Tracer: tr.provider.Tracer(tracerName), Propagator: tr.propagator,
 	}
 
+	admin, err := newAdminHandler(cfg.Admin, set, m, log)
+	if err != nil {
+		return err
+	}
+
 	listeners, err := listenAll(cfg.Listen)
 	if err != nil {
 		return err
@@ -72,7 +77,7 @@ func run(ctx context.Context, cfg *config.File, log *slog.Logger) error {
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(tr.provider), otelgrpc.WithPropagators(tr.propagator))))
 	checkServer := newHTTPServer(&extproc.HTTPCheck{Decider: decider})
-	adminServer := newHTTPServer(adminHandler(set, m))
+	adminServer := newHTTPServer(admin)
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -30,6 +30,7 @@ const (
 // File is the whole configuration.
 type File struct {
 	Listen Listen `yaml:"listen"`
+	Admin  Admin  `yaml:"admin,omitempty"`
 	Log    Log    `yaml:"log"`
 	// DecisionTimeout bounds how long a proxy request waits for a token.
 	DecisionTimeout time.Duration `yaml:"decision_timeout"`
@@ -44,8 +45,18 @@ type Listen struct {
 	GRPC string `yaml:"grpc"`
 	// HTTP serves the auth-request endpoint.
 	HTTP string `yaml:"http"`
-	// Admin serves /healthz, /readyz, /metrics and /status.
+	// Admin serves /healthz, /readyz, /metrics, /status and
+	// POST /clusters/{name}/refresh.
 	Admin string `yaml:"admin"`
+}
+
+// Admin sets who may use the admin listener.
+type Admin struct {
+	// TokenFile is the path of a file that contains the bearer token every
+	// admin path except /healthz and /readyz then requires. The service
+	// reads it at startup. It is required when listen.admin is not a
+	// loopback address.
+	TokenFile string `yaml:"token_file,omitempty"`
 }
 
 // Log sets the log output.
@@ -199,6 +210,11 @@ func (f *File) validate() []*Error {
 		addrs[l.addr] = l.key
 	}
 
+	if f.Admin.TokenFile == "" && checkAddr(f.Listen.Admin) == nil && !IsLoopback(f.Listen.Admin) {
+		add("admin.token_file", "missing; listen.admin %s is not a loopback address, so set "+
+			"admin.token_file to a file that contains the bearer token the admin API then requires", f.Listen.Admin)
+	}
+
 	switch f.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -307,6 +323,21 @@ func checkAddr(addr string) error {
 		return fmt.Errorf("invalid host in %q", addr)
 	}
 	return nil
+}
+
+// IsLoopback reports whether the host of addr (host:port) is a loopback
+// address: 127.0.0.0/8, ::1 or the name localhost. An empty host, which
+// listens on every interface, and any other name are not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkClusterName rejects names that cannot be sent in a URL path segment

@@ -94,7 +94,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key far from any",
 			yaml: "colour: red\n" + validConfig,
-			want: []wantError{{"colour", 1, "unknown key; known keys: clusters, decision_timeout, listen, log"}},
+			want: []wantError{{"colour", 1, "unknown key; known keys: admin, clusters, decision_timeout, listen, log"}},
 		},
 		{
 			name: "token keys without token section",
@@ -267,6 +267,52 @@ func TestParseErrors(t *testing.T) {
 			name: "default listen address twice",
 			yaml: "listen:\n  admin: " + DefaultGRPCAddr + "\n" + validConfig,
 			want: []wantError{{"listen.admin", 2, DefaultGRPCAddr + " is also used by listen.grpc"}},
+		},
+		{
+			name: "admin on every interface without token file",
+			yaml: "listen:\n  admin: 0.0.0.0:9901\n" + validConfig,
+			want: []wantError{{"admin.token_file", 0,
+				"missing; listen.admin 0.0.0.0:9901 is not a loopback address, so set admin.token_file"}},
+		},
+		{
+			name: "admin without host without token file",
+			yaml: "listen:\n  admin: \":9901\"\n" + validConfig,
+			want: []wantError{{"admin.token_file", 0, "listen.admin :9901 is not a loopback address"}},
+		},
+		{
+			name: "admin on IPv6 any without token file",
+			yaml: "listen:\n  admin: \"[::]:9901\"\n" + validConfig,
+			want: []wantError{{"admin.token_file", 0, "listen.admin [::]:9901 is not a loopback address"}},
+		},
+		{
+			name: "admin on private address without token file",
+			yaml: "listen:\n  admin: 10.0.0.5:9901\n" + validConfig,
+			want: []wantError{{"admin.token_file", 0, "listen.admin 10.0.0.5:9901 is not a loopback address"}},
+		},
+		{
+			name: "admin on host name without token file",
+			yaml: "listen:\n  admin: admin.example.test:9901\n" + validConfig,
+			want: []wantError{{"admin.token_file", 0, "listen.admin admin.example.test:9901 is not a loopback address"}},
+		},
+		{
+			name: "empty admin section on every interface",
+			yaml: "admin: {}\nlisten:\n  admin: 0.0.0.0:9901\n" + validConfig,
+			want: []wantError{{"admin.token_file", 1, "missing; listen.admin 0.0.0.0:9901"}},
+		},
+		{
+			name: "invalid admin address without token file",
+			yaml: "listen:\n  admin: 0.0.0.0\n" + validConfig,
+			want: []wantError{{"listen.admin", 2, `invalid address "0.0.0.0"`}},
+		},
+		{
+			name: "unknown admin key",
+			yaml: "admin:\n  tokenfile: /run/secrets/admin\n" + validConfig,
+			want: []wantError{{"admin.tokenfile", 2, "unknown key; did you mean token_file?"}},
+		},
+		{
+			name: "admin is a scalar",
+			yaml: "admin: /run/secrets/admin\n" + validConfig,
+			want: []wantError{{"admin", 1, `expected a mapping of keys to values, got "/run/secrets/admin"`}},
 		},
 		{
 			name: "invalid log level",
@@ -698,6 +744,85 @@ func TestParseZeroPortsMayRepeat(t *testing.T) {
 
 	if _, err := Parse("dicomweb-oauth.yaml", []byte(data)); err != nil {
 		t.Errorf("Parse rejected three listeners on port 0: %v", err)
+	}
+}
+
+func TestParseAdminTokenFile(t *testing.T) {
+	tests := []struct {
+		name      string
+		admin     string
+		tokenFile string
+	}{
+		{"IPv4 loopback without token file", "127.0.0.1:9901", ""},
+		{"other 127/8 address without token file", "127.8.9.10:9901", ""},
+		{"IPv6 loopback without token file", "\"[::1]:9901\"", ""},
+		{"localhost without token file", "localhost:9901", ""},
+		{"loopback with token file", "127.0.0.1:9901", "/run/secrets/admin-token"},
+		{"every interface with token file", "0.0.0.0:9901", "/run/secrets/admin-token"},
+		{"host name with token file", "admin.example.test:9901", "/run/secrets/admin-token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			data := "listen:\n  admin: " + tt.admin + "\n" + validConfig
+			if tt.tokenFile != "" {
+				data = "admin:\n  token_file: " + tt.tokenFile + "\n" + data
+			}
+
+			f, err := Parse("dicomweb-oauth.yaml", []byte(data))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if f.Admin.TokenFile != tt.tokenFile {
+				t.Errorf("admin.token_file is %q, expected %q", f.Admin.TokenFile, tt.tokenFile)
+			}
+		})
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:9901", true},
+		{"127.255.255.254:9901", true},
+		{"[::1]:9901", true},
+		{"[::ffff:127.0.0.1]:9901", true},
+		{"localhost:9901", true},
+		{"LocalHost:9901", true},
+		{"0.0.0.0:9901", false},
+		{":9901", false},
+		{"[::]:9901", false},
+		{"10.0.0.5:9901", false},
+		{"128.0.0.1:9901", false},
+		{"localhost.example.test:9901", false},
+		{"127.0.0.1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			t.Parallel()
+			if got := IsLoopback(tt.addr); got != tt.want {
+				t.Errorf("IsLoopback(%q) is %v, expected %v", tt.addr, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedactedKeepsAdminTokenFile(t *testing.T) {
+	t.Parallel()
+	data := "admin:\n  token_file: /run/secrets/admin-token\n" + validConfig
+	f, err := Parse("dicomweb-oauth.yaml", []byte(data))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+
+	out, err := yaml.Marshal(f.Redacted())
+	if err != nil {
+		t.Fatalf("yaml.Marshal: %v", err)
+	}
+	if !strings.Contains(string(out), "admin:\n    token_file: /run/secrets/admin-token\n") {
+		t.Errorf("the redacted configuration does not show admin.token_file:\n%s", out)
 	}
 }
 
