@@ -11,12 +11,13 @@ import (
 // in how a Source works.
 
 // TokenEndpointURL returns the URL that the source of c sends its token
-// requests to: token_url; the token_endpoint of the issuer's discovery
-// document, fetched with c's TLS settings and timeout; the token_uri of a
-// Google service account key (jwt_bearer); or endpoint for managed_identity
-// and metadata_server. It returns "" for the file and exec grants, which
-// send no HTTP request. A discovery failure is a *FetchError. c must have
-// passed SetDefaults and Validate.
+// requests to. That is token_url, or else the token_endpoint of the
+// issuer's discovery document, fetched with c's TLS settings and timeout.
+// For jwt_bearer without token_url it is the token_uri of the Google
+// service account key, and for managed_identity and metadata_server it is
+// endpoint. It returns "" for the file and exec grants, which send no HTTP
+// request. A discovery failure is a *FetchError. c must have passed
+// SetDefaults and Validate.
 func TokenEndpointURL(ctx context.Context, c *Config) (string, error) {
 	switch c.Grant {
 	case GrantFile, GrantExec:

@@ -26,11 +26,15 @@ const (
 )
 
 const usage = `usage: dicomweb-oauth COMMAND --config FILE
+       dicomweb-oauth diagnose --config FILE [CLUSTER] [--qido URL] [--show-token]
        dicomweb-oauth healthcheck [--url URL]
 
 Commands:
   serve          serve tokens to the proxy until SIGTERM or SIGINT
   check-config   validate the configuration and print it with secrets redacted
+  diagnose       check each cluster step by step (DNS, TCP, TLS, token, claims,
+                 audience, scopes, and a QIDO-RS request with --qido) and
+                 print a hint under each failure
   healthcheck    exit 0 when the running service is ready, that is when every
                  cluster's first token request has ended (a cluster without
                  a token then answers 503); for container health checks in
@@ -54,6 +58,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "healthcheck":
 		return healthcheck(ctx, rest, stdout, stderr)
+	case "diagnose":
+		return diagnose(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
