@@ -243,7 +243,7 @@ func fetchError(err error, rec *responseRecord, now time.Time) error {
 	return &FetchError{
 		Class:       ClassBadResponse,
 		StatusCode:  rec.resp.StatusCode,
-		Description: "the response is not a token: " + describeBody(rec.resp, rec.body),
+		Description: "the response is not a token (" + err.Error() + "): " + describeBody(rec.resp, rec.body),
 		Err:         fmt.Errorf("%w: %w", ErrInvalidToken, err),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 )
 
 // tokenEndpoint is a token URL, configured or found through discovery.
@@ -113,12 +114,16 @@ func fetchDiscovery(ctx context.Context, client *http.Client, u string) (*discov
 		return nil, &FetchError{Class: ClassTransient, StatusCode: resp.StatusCode, Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
-		class := ClassTransient
-		if resp.StatusCode == http.StatusNotFound {
-			class = ClassConfig
-		}
-		return nil, &FetchError{Class: class, StatusCode: resp.StatusCode,
+		fe := &FetchError{Class: ClassTransient, StatusCode: resp.StatusCode,
+			RetryAfter:  parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 			Description: fmt.Sprintf("discovery document %s: %s", u, describeBody(resp, body))}
+		if resp.StatusCode == http.StatusNotFound {
+			fe.Class = ClassConfig
+		}
+		if resp.StatusCode == http.StatusTooManyRequests || fe.RetryAfter > 0 {
+			fe.Class = ClassRateLimited
+		}
+		return nil, fe
 	}
 	var doc discoveryDocument
 	if err := json.Unmarshal(body, &doc); err != nil {

@@ -62,7 +62,7 @@ func (e *FetchError) Error() string {
 	if e.Description != "" {
 		fmt.Fprintf(&b, ": %s", withoutLeadingCode(e.Description, e.ProviderCodes))
 	}
-	if e.Err != nil && e.Code == "" {
+	if e.Err != nil && e.Code == "" && e.Description == "" {
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
 	return b.String()

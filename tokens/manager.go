@@ -448,7 +448,9 @@ func (m *Manager) Invalidate(fingerprint string) bool {
 	if matched {
 		m.usableUntil = now
 		m.refreshAt = now
-		m.nextAttempt = time.Time{}
+		if m.lastErr == nil || m.lastErr.RetryAfter == 0 || !now.Before(m.nextAttempt) {
+			m.nextAttempt = time.Time{}
+		}
 		m.counts.Invalidations++
 	}
 	m.mu.Unlock()
@@ -530,10 +532,17 @@ func (m *Manager) nextWake() time.Duration {
 }
 
 // Refresh requests a new token now, waits for it within ctx, and returns it
-// or the failure. The current token stays in use until a new one arrives. A
+// or the failure. It fails at once while a Retry-After of the provider lasts. The current token stays in use until a new one arrives. A
 // request already in flight is joined rather than duplicated.
 func (m *Manager) Refresh(ctx context.Context) (*Token, error) {
+	now := m.clock.Now()
 	m.mu.Lock()
+	if m.lastErr != nil && m.lastErr.RetryAfter > 0 && now.Before(m.nextAttempt) {
+		// The provider asked for this wait; a forced refresh keeps it.
+		unavailable := m.unavailableLocked()
+		m.mu.Unlock()
+		return nil, unavailable
+	}
 	m.nextAttempt = time.Time{}
 	m.mu.Unlock()
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -133,7 +134,9 @@ func parseExpiresIn(v any) (seconds int64, present bool, err error) {
 	}
 
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(s, "xX_pP") {
+		// ParseFloat also takes Inf, NaN, hexadecimal and underscores,
+		// which no provider means as a lifetime.
 		return 0, false, fmt.Errorf("%w: expires_in is %q, expected a number of seconds", ErrInvalidToken, s)
 	}
 	if f > maxExpiresIn {

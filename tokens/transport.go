@@ -3,9 +3,11 @@ package tokens
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 )
 
 // maxResponseBytes is the largest token endpoint response body accepted.
@@ -52,6 +54,42 @@ func (t recordingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		rec.resp = resp
 		rec.body = body
 	}
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		body = normalizeExpiresIn(body)
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
 	return resp, nil
+}
+
+// normalizeExpiresIn rewrites a JSON expires_in that is a string or a
+// fraction as whole seconds, because x/oauth2 rejects the whole response
+// otherwise; an empty string is removed, as if the field were missing.
+func normalizeExpiresIn(body []byte) []byte {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return body
+	}
+	raw, ok := fields["expires_in"]
+	if !ok {
+		return body
+	}
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return body
+	}
+	seconds, present, err := parseExpiresIn(v)
+	switch {
+	case err != nil:
+		return body
+	case !present:
+		delete(fields, "expires_in")
+	default:
+		fields["expires_in"] = json.RawMessage(strconv.FormatInt(seconds, 10))
+	}
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return body
+	}
+	return out
 }
