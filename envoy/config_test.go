@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -21,6 +22,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dicomweb-oauth/dicomweb-oauth/e2e/envoyconfig"
 )
@@ -38,7 +40,31 @@ type serviceConfig struct {
 		GRPC string `yaml:"grpc"`
 		HTTP string `yaml:"http"`
 	} `yaml:"listen"`
-	Clusters map[string]any `yaml:"clusters"`
+	DecisionTimeout string         `yaml:"decision_timeout"`
+	Clusters        map[string]any `yaml:"clusters"`
+}
+
+// decisionTimeout is the service's decision_timeout from
+// dicomweb-oauth.yaml (150 ms when unset). Envoy's own timeout for the
+// service must be longer, so that Envoy receives the service's 503 with
+// its reason instead of timing out itself.
+var decisionTimeout = 150 * time.Millisecond
+
+// envoyDefaultTimeout is the default of ext_proc's message_timeout and of
+// ext_authz's timeout in Envoy.
+const envoyDefaultTimeout = 200 * time.Millisecond
+
+// checkOutlastsDecision fails when Envoy's timeout for the service is not
+// longer than the service's decision_timeout.
+func checkOutlastsDecision(t *testing.T, what string, d *durationpb.Duration) {
+	t.Helper()
+	timeout := envoyDefaultTimeout
+	if d != nil {
+		timeout = d.AsDuration()
+	}
+	if timeout <= decisionTimeout {
+		t.Errorf("%s is %v, not longer than the service's decision_timeout %v", what, timeout, decisionTimeout)
+	}
 }
 
 func loadServiceConfig(t *testing.T) serviceConfig {
@@ -71,6 +97,13 @@ func envoyFiles(t *testing.T) []string {
 
 func TestEnvoyConfigsMatchSchema(t *testing.T) {
 	service := loadServiceConfig(t)
+	if service.DecisionTimeout != "" {
+		d, err := time.ParseDuration(service.DecisionTimeout)
+		if err != nil {
+			t.Fatalf("dicomweb-oauth.yaml decision_timeout: %v", err)
+		}
+		decisionTimeout = d
+	}
 	for _, file := range envoyFiles(t) {
 		t.Run(file, func(t *testing.T) {
 			data, err := os.ReadFile(file)
@@ -216,6 +249,7 @@ func checkFilters(t *testing.T, filters []*hcmv3.HttpFilter, clusters map[string
 
 func checkExtProc(t *testing.T, ep *extprocv3.ExternalProcessor) {
 	t.Helper()
+	checkOutlastsDecision(t, "ext_proc message_timeout", ep.GetMessageTimeout())
 	if got := ep.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != serviceClusterName {
 		t.Errorf("ext_proc calls cluster %q, want %q", got, serviceClusterName)
 	}
@@ -241,12 +275,14 @@ func checkExtAuthz(t *testing.T, az *extauthzv3.ExtAuthz, clusters map[string]bo
 		t.Error("ext_authz with_request_body buffers DICOM bodies; remove it")
 	}
 	if grpc := az.GetGrpcService(); grpc != nil {
+		checkOutlastsDecision(t, "ext_authz grpc_service timeout", grpc.GetTimeout())
 		if got := grpc.GetEnvoyGrpc().GetClusterName(); got != serviceClusterName {
 			t.Errorf("ext_authz calls cluster %q, want %q", got, serviceClusterName)
 		}
 		return
 	}
 	http := az.GetHttpService()
+	checkOutlastsDecision(t, "HTTP ext_authz server_uri timeout", http.GetServerUri().GetTimeout())
 	if !clusters[http.GetServerUri().GetCluster()] {
 		t.Errorf("HTTP ext_authz calls cluster %q, which does not exist", http.GetServerUri().GetCluster())
 	}
