@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -123,5 +124,30 @@ func TestInvalidateKeepsRetryAfter(t *testing.T) {
 	}
 	if got := src.calls.Load(); got != calls {
 		t.Errorf("token requests during Retry-After = %d, want 0", got-calls)
+	}
+}
+
+// TestVerifyKeySetOutageIsTransient: a key set that answers 503 is an
+// outage, retried with the normal backoff, not a configuration error.
+func TestVerifyKeySetOutageIsTransient(t *testing.T) {
+	jwks := newFakeEndpoint(t)
+	jwks.SetRaw(http.StatusServiceUnavailable, "text/plain", "down", nil)
+	accessToken := jwtWithClaims(t, map[string]any{"exp": time.Now().Add(time.Hour).Unix(), "aud": "dicom"})
+	inner := &scriptedSource{fetch: func(context.Context, int64) (*Token, error) {
+		now := time.Now()
+		return &Token{AccessToken: accessToken, Received: now, Expiry: now.Add(time.Hour)}, nil
+	}}
+	client, err := newHTTPClient(testConfig(jwks.URL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	source := newVerifyingSource(inner, VerifyConfig{JWKSURL: jwks.URL(), Audience: "dicom"}, client)
+	_, err = source.Fetch(context.Background())
+	var fe *FetchError
+	if !errors.As(err, &fe) {
+		t.Fatalf("error = %v, want a *FetchError", err)
+	}
+	if fe.Class != ClassTransient {
+		t.Errorf("class = %q, want transient (error: %v)", fe.Class, err)
 	}
 }

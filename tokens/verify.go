@@ -113,7 +113,13 @@ func (s *verifyingSource) keySet(ctx context.Context) (*oidc.RemoteKeySet, error
 	}
 	// The key set keeps this context to fetch keys later, so it must not
 	// be a request's context.
-	keysCtx := oidc.ClientContext(context.Background(), s.client)
+	keysClient := *s.client
+	base := s.client.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	keysClient.Transport = outageTransport{base: base}
+	keysCtx := oidc.ClientContext(context.Background(), &keysClient)
 	s.keys = oidc.NewRemoteKeySet(keysCtx, jwksURL)
 	return s.keys, nil
 }
@@ -127,4 +133,24 @@ func audienceList(raw json.RawMessage) []string {
 	var many []string
 	_ = json.Unmarshal(raw, &many)
 	return many
+}
+
+// outageTransport turns a 5xx or 429 answer of the key set into a transport
+// error, which the HTTP client returns as a *url.Error, so that Fetch
+// classes a key set outage as transient rather than as a token that failed
+// verification.
+type outageTransport struct {
+	base http.RoundTripper
+}
+
+func (t outageTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		resp.Body.Close()
+		return nil, fmt.Errorf("the key set answered HTTP %d", resp.StatusCode)
+	}
+	return resp, nil
 }
