@@ -181,21 +181,9 @@ func (s *endpointSource) Fetch(ctx context.Context) (*Token, error) {
 		return nil, &FetchError{Class: ClassConfig, Err: err}
 	}
 
-	var rec responseRecord
-	ctx = context.WithValue(withRecord(ctx, &rec), oauth2.HTTPClient, s.client)
-	tok, err := cfg.Token(ctx)
-	received := s.now()
+	t, tok, err := retrieve(ctx, s.client, s.now, s.defaultLifetime, cfg.Token)
 	if err != nil {
-		return nil, fetchError(err, &rec, received)
-	}
-
-	t, err := newToken(tokenFields{
-		accessToken: tok.AccessToken,
-		tokenType:   tok.TokenType,
-		expiresIn:   tok.Extra("expires_in"),
-	}, received, s.defaultLifetime)
-	if err != nil {
-		return nil, &FetchError{Class: ClassBadResponse, StatusCode: statusOf(&rec), Err: err}
+		return nil, err
 	}
 	if s.refresh != nil {
 		if err := s.refresh.update(tok.RefreshToken); err != nil {
@@ -230,6 +218,30 @@ func cloneValues(v url.Values) url.Values {
 		out[k] = append([]string(nil), vs...)
 	}
 	return out
+}
+
+// retrieve runs an x/oauth2 token request with client and turns its answer
+// into a Token, or its failure into a *FetchError. It also returns the
+// x/oauth2 token, whose refresh token a rotation may have changed.
+func retrieve(ctx context.Context, client *http.Client, now func() time.Time, defaultLifetime time.Duration,
+	request func(context.Context) (*oauth2.Token, error)) (*Token, *oauth2.Token, error) {
+	var rec responseRecord
+	ctx = context.WithValue(withRecord(ctx, &rec), oauth2.HTTPClient, client)
+	tok, err := request(ctx)
+	received := now()
+	if err != nil {
+		return nil, nil, fetchError(err, &rec, received)
+	}
+
+	t, err := newToken(tokenFields{
+		accessToken: tok.AccessToken,
+		tokenType:   tok.TokenType,
+		expiresIn:   tok.Extra("expires_in"),
+	}, received, defaultLifetime)
+	if err != nil {
+		return nil, nil, &FetchError{Class: ClassBadResponse, StatusCode: statusOf(&rec), Err: err}
+	}
+	return t, tok, nil
 }
 
 // fetchError explains a failed request. x/oauth2 reports a 2xx answer it cannot

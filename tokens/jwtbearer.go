@@ -47,21 +47,8 @@ func newJWTBearer(c *Config, client *http.Client) (*jwtBearer, error) {
 // Fetch requests a new token. x/oauth2/jwt ignores context cancellation
 // while it waits for the answer, so the HTTP client's timeout bounds it.
 func (s *jwtBearer) Fetch(ctx context.Context) (*Token, error) {
-	var rec responseRecord
-	ctx = context.WithValue(withRecord(ctx, &rec), oauth2.HTTPClient, s.client)
-
-	tok, err := s.config.TokenSource(ctx).Token()
-	received := s.now()
-	if err != nil {
-		return nil, fetchError(err, &rec, received)
-	}
-	t, err := newToken(tokenFields{
-		accessToken: tok.AccessToken,
-		tokenType:   tok.TokenType,
-		expiresIn:   tok.Extra("expires_in"),
-	}, received, s.defaultLifetime)
-	if err != nil {
-		return nil, &FetchError{Class: ClassBadResponse, StatusCode: statusOf(&rec), Err: err}
-	}
-	return t, nil
+	t, _, err := retrieve(ctx, s.client, s.now, s.defaultLifetime, func(ctx context.Context) (*oauth2.Token, error) {
+		return s.config.TokenSource(ctx).Token()
+	})
+	return t, err
 }
