@@ -24,7 +24,7 @@ type ExtAuthz struct {
 	Decider *Decider
 }
 
-// Check answers every decision with a CheckResponse and never with a gRPC
+// Check returns every decision as a CheckResponse and never with a gRPC
 // error, because Envoy turns an error into a bare 403 that hides the reason.
 func (s *ExtAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	attrs := req.GetAttributes()

@@ -2,7 +2,7 @@
 // Authorization header a request to an upstream cluster gets: Envoy's
 // ext_proc and ext_authz over gRPC, and an HTTP auth-request endpoint for
 // Envoy's HTTP ext_authz, nginx auth_request and Traefik forwardAuth.
-// It knows nothing of OAuth2: it asks a HeaderSource for the header.
+// It has no OAuth2 code: it requests the header from a HeaderSource.
 package extproc
 
 import (
@@ -39,7 +39,7 @@ const (
 	OutcomeUnavailable    = "token_unavailable"
 )
 
-// Decision is the answer for one request.
+// Decision is the outcome for one proxied request.
 type Decision struct {
 	Cluster string
 	Outcome string

@@ -15,14 +15,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// attributesKey is where Envoy 1.30 and later put the request attributes
-// that the ext_proc filter's request_attributes lists.
+// attributesKey is the key under which Envoy 1.30 and later send the
+// request attributes that the ext_proc filter's request_attributes lists.
 const attributesKey = "envoy.filters.http.ext_proc"
 
 // clusterAttribute is the Envoy attribute with the upstream cluster's name.
 const clusterAttribute = "xds.cluster_name"
 
-// Invalidator is told when the upstream answered 401 to a request that
+// Invalidator is notified when the upstream returned 401 to a request that
 // carried the given Authorization header, so that the token is replaced. It
 // reports whether the header held the cluster's current token.
 type Invalidator interface {
@@ -30,20 +30,20 @@ type Invalidator interface {
 }
 
 // ExtProc implements envoy.service.ext_proc.v3.ExternalProcessor for the
-// filter in headers-only mode. It answers every message with a response of
+// filter in headers-only mode. It replies to every message with a response of
 // the same phase, so it also works when the filter sends phases it did not
-// need to.
+// request.
 type ExtProc struct {
 	extprocv3.UnimplementedExternalProcessorServer
 
 	Decider *Decider
-	// Invalidator, when set, is told of upstream 401 answers. The filter must
+	// Invalidator, when set, is notified of upstream 401 responses. The filter must
 	// send response headers (response_header_mode: SEND) for this.
 	Invalidator Invalidator
 	Log         *slog.Logger
 }
 
-// streamState is what one stream remembers between its messages.
+// streamState is the state one stream keeps between its messages.
 type streamState struct {
 	cluster string
 	header  string
@@ -143,7 +143,7 @@ func (s *ExtProc) requestHeaders(ctx context.Context, state *streamState,
 }
 
 // responseHeaders marks the stream's token as rejected when the upstream
-// answered 401.
+// returned 401.
 func (s *ExtProc) responseHeaders(state *streamState, h *extprocv3.HttpHeaders) {
 	if s.Invalidator == nil || state.header == "" {
 		return

@@ -15,7 +15,7 @@ const CheckPathPrefix = "/check/"
 
 // HTTPCheck is the HTTP auth-request endpoint shared by Envoy's HTTP
 // ext_authz, nginx auth_request and Traefik forwardAuth. It accepts any
-// method and ignores the body. It answers 200 with the Authorization header,
+// method and ignores the body. It responds with 200 and the Authorization header,
 // or 403 or 503 with a JSON body and the reason in the
 // X-Dicomweb-Oauth-Error header.
 //

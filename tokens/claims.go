@@ -28,10 +28,10 @@ type Claims struct {
 // ErrNotJWT is returned by DecodeClaims for an opaque token.
 var ErrNotJWT = errors.New("the access token is not a JWT, so its claims cannot be shown")
 
-// rawClaims are the claim spellings of the common providers: scp (Entra ID,
-// Okta, a string or a list) or scope (RFC 8693, Keycloak, Auth0), roles
-// (Entra ID app roles) or realm_access.roles (Keycloak), and the client as
-// azp, appid (Entra ID v1) or client_id.
+// rawClaims are the claim spellings of the common providers. Scopes are scp
+// (Entra ID, Okta, a string or a list) or scope (RFC 8693, Keycloak, Auth0).
+// Roles are roles (Entra ID app roles) or realm_access.roles (Keycloak). The
+// client is azp, appid (Entra ID v1) or client_id.
 type rawClaims struct {
 	Issuer      string          `json:"iss"`
 	Subject     string          `json:"sub"`

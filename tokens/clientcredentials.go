@@ -220,7 +220,7 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-// retrieve runs an x/oauth2 token request with client and turns its answer
+// retrieve runs an x/oauth2 token request with client and turns its response
 // into a Token, or its failure into a *FetchError. It also returns the
 // x/oauth2 token, whose refresh token a rotation may have changed.
 func retrieve(ctx context.Context, client *http.Client, now func() time.Time, defaultLifetime time.Duration,
@@ -244,7 +244,7 @@ func retrieve(ctx context.Context, client *http.Client, now func() time.Time, de
 	return t, tok, nil
 }
 
-// fetchError explains a failed request. x/oauth2 reports a 2xx answer it cannot
+// fetchError explains a failed request. x/oauth2 reports a 2xx response it cannot
 // parse as a plain error, so the recorded response supplies the status, the
 // content type and the first bytes.
 func fetchError(err error, rec *responseRecord, now time.Time) error {

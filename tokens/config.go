@@ -21,9 +21,9 @@ const (
 	GrantWorkloadIdentity = "workload_identity"
 	// GrantRefreshToken exchanges a long-lived refresh token (RFC 6749 section 6).
 	GrantRefreshToken = "refresh_token"
-	// GrantManagedIdentity asks an Azure instance metadata (IMDS) style endpoint.
+	// GrantManagedIdentity requests tokens from an Azure instance metadata (IMDS) style endpoint.
 	GrantManagedIdentity = "managed_identity"
-	// GrantMetadataServer asks a Google compute metadata server style endpoint.
+	// GrantMetadataServer requests tokens from a Google compute metadata server style endpoint.
 	GrantMetadataServer = "metadata_server"
 	// GrantFile reads a token that another agent keeps fresh in a file.
 	GrantFile = "file"
@@ -56,11 +56,11 @@ const (
 	DefaultClockSkew     = 30 * time.Second
 )
 
-// Config is how one cluster gets its tokens. It is decoded from the `token`
-// section of a cluster in the service configuration. Which keys apply
-// depends on Grant; Validate names the keys a grant needs.
+// Config is the token configuration of one cluster, decoded from the
+// `token` section of a cluster in the service configuration. Which keys
+// apply depends on Grant, and Validate names the keys a grant needs.
 type Config struct {
-	// Grant is how tokens are obtained; client_credentials by default.
+	// Grant is the way tokens are obtained, client_credentials by default.
 	Grant string `yaml:"grant"`
 	// Provider fills the usual defaults of an identity provider: azure,
 	// google, keycloak, auth0, okta or generic.
@@ -92,7 +92,7 @@ type Config struct {
 	// ClientSecretFile is a file whose content, without surrounding
 	// whitespace, is the client secret. It is read once at startup.
 	ClientSecretFile string `yaml:"client_secret_file,omitempty"`
-	// AuthMethod is how the client authenticates to the token endpoint.
+	// AuthMethod is the client authentication method at the token endpoint.
 	AuthMethod string `yaml:"auth_method,omitempty"`
 	// PrivateKey configures private_key_jwt client assertions.
 	PrivateKey PrivateKeyConfig `yaml:"private_key,omitempty"`
@@ -139,7 +139,7 @@ type Config struct {
 	// DefaultLifetime is the lifetime of a token whose response has no
 	// expires_in and that is not a JWT with an exp claim.
 	DefaultLifetime time.Duration `yaml:"default_lifetime"`
-	// Timeout bounds one token request, connection and answer included,
+	// Timeout bounds one token request, connection and response included,
 	// or one run of the exec command.
 	Timeout time.Duration `yaml:"timeout"`
 	// ClockSkew is how long before its expiry a token stops being handed out,

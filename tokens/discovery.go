@@ -78,7 +78,7 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*discove
 		}
 		if doc.Issuer != issuer {
 			return nil, &FetchError{Class: ClassConfig, Description: fmt.Sprintf(
-				"the discovery document at %s names issuer %q, but the configuration says %q; "+
+				"the discovery document at %s names issuer %q, but the configured issuer is %q; "+
 					"set issuer to exactly the value the provider publishes", u, doc.Issuer, issuer)}
 		}
 		return doc, nil

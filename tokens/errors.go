@@ -18,13 +18,13 @@ type ErrorClass string
 
 // Error classes. Each decides how soon the next attempt is made.
 const (
-	// ClassTransient covers connection errors, timeouts and 5xx answers.
+	// ClassTransient covers connection errors, timeouts and 5xx responses.
 	ClassTransient ErrorClass = "transient"
-	// ClassRateLimited covers 429 and 503 answers with Retry-After.
+	// ClassRateLimited covers 429 and 503 responses with Retry-After.
 	ClassRateLimited ErrorClass = "rate_limited"
-	// ClassConfig covers answers that a retry cannot fix, such as invalid_client.
+	// ClassConfig covers responses that a retry cannot fix, such as invalid_client.
 	ClassConfig ErrorClass = "config"
-	// ClassBadResponse covers 2xx answers that carry no usable token.
+	// ClassBadResponse covers 2xx responses that carry no usable token.
 	ClassBadResponse ErrorClass = "bad_response"
 )
 

@@ -95,7 +95,7 @@ func stderrSuffix(s string) string {
 
 // limitedBuffer keeps at most max bytes: the first ones when buf is set
 // (standard output), else the last ones (standard error, whose end usually
-// says why a command failed). Writes never fail, so the command is not
+// explains why a command failed). Writes never fail, so the command is not
 // killed by a full pipe.
 type limitedBuffer struct {
 	buf  *bytes.Buffer

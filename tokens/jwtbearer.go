@@ -45,7 +45,9 @@ func newJWTBearer(c *Config, client *http.Client) (*jwtBearer, error) {
 }
 
 // Fetch requests a new token. x/oauth2/jwt ignores context cancellation
-// while it waits for the answer, so the HTTP client's timeout bounds it.
+// while it waits for the response, so the HTTP client's timeout bounds it.
+// NOTE: so a service stopped during a stalled request waits up to
+// token.timeout for it to end.
 func (s *jwtBearer) Fetch(ctx context.Context) (*Token, error) {
 	t, _, err := retrieve(ctx, s.client, s.now, s.defaultLifetime, func(ctx context.Context) (*oauth2.Token, error) {
 		return s.config.TokenSource(ctx).Token()

@@ -86,7 +86,7 @@ type failureRepeats struct {
 }
 
 // Repeated failures are logged in full for the first repeatedFailuresLogged
-// attempts; after that an identical failure is logged at most once per
+// attempts. After that, an identical failure is logged at most once per
 // repeatedFailureInterval, with the number of lines left out.
 const (
 	repeatedFailuresLogged  = 3
@@ -97,7 +97,7 @@ const (
 type Counts struct {
 	Acquisitions uint64 `json:"acquisitions"`
 	Failures     uint64 `json:"failures"`
-	// UpstreamRejections counts 401 answers reported through Invalidate.
+	// UpstreamRejections counts 401 responses reported through Invalidate.
 	UpstreamRejections uint64 `json:"upstream_rejections"`
 	// Invalidations counts tokens taken out of use after a rejection; many
 	// rejections of one token make one invalidation.

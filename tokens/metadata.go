@@ -29,7 +29,7 @@ type metadataSource struct {
 // azureIMDSVersion is the IMDS api-version for managed identity tokens.
 const azureIMDSVersion = "2018-02-01"
 
-// newManagedIdentity asks IMDS: GET endpoint?api-version&resource[&client_id]
+// newManagedIdentity requests from IMDS: GET endpoint?api-version&resource[&client_id]
 // with "Metadata: true". client_id selects a user-assigned identity.
 func newManagedIdentity(c *Config, client *http.Client) *metadataSource {
 	query := url.Values{"api-version": {azureIMDSVersion}, "resource": {managedIdentityResource(c)}}
@@ -51,7 +51,7 @@ func managedIdentityResource(c *Config) string {
 	return strings.TrimSuffix(c.Scopes[0], "/.default")
 }
 
-// newMetadataServer asks a Google metadata server: GET endpoint[?scopes=...]
+// newMetadataServer requests from a Google metadata server: GET endpoint[?scopes=...]
 // with "Metadata-Flavor: Google".
 func newMetadataServer(c *Config, client *http.Client) *metadataSource {
 	query := url.Values{}
@@ -94,9 +94,9 @@ func (s *metadataSource) Fetch(ctx context.Context) (*Token, error) {
 	var fe *FetchError
 	if errors.As(err, &fe) && (fe.StatusCode == http.StatusNotFound || fe.StatusCode == http.StatusGone) &&
 		fe.Code == "" {
-		// IMDS answers 404 and 410 while it is being updated or starting,
-		// and asks for retries with backoff; these are not configuration
-		// errors as they are at a token endpoint.
+		// IMDS returns 404 and 410 while it is being updated or starting,
+		// and its documentation requests retries with backoff. So these are
+		// not configuration errors, as they are at a token endpoint.
 		fe.Class = ClassTransient
 	}
 	return tok, err
@@ -111,8 +111,8 @@ type jsonTokenResponse struct {
 	ErrorDescription string `json:"error_description"`
 }
 
-// parseJSONToken turns an answer of a metadata endpoint into a Token or a
-// *FetchError, with the same rules as a token endpoint's answer.
+// parseJSONToken turns a metadata endpoint's response into a Token or a
+// *FetchError, with the same rules as a token endpoint's response.
 func parseJSONToken(resp *http.Response, body []byte, received time.Time, defaultLifetime time.Duration) (*Token, error) {
 	var tr jsonTokenResponse
 	jsonErr := json.Unmarshal(body, &tr)
@@ -141,7 +141,7 @@ func parseJSONToken(resp *http.Response, body []byte, received time.Time, defaul
 	return tok, nil
 }
 
-// classifyStatus sets the class of a failed answer from its code and status.
+// classifyStatus sets the class of a failed response from its code and status.
 func classifyStatus(fe *FetchError) {
 	switch {
 	case configErrorCodes[fe.Code]:

@@ -21,7 +21,7 @@ type Token struct {
 	// Expiry is when the token stops being valid. It is never zero.
 	Expiry time.Time
 
-	// Received is when the token endpoint answered.
+	// Received is the time the token endpoint responded.
 	Received time.Time
 }
 

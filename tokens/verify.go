@@ -150,7 +150,7 @@ func (t outageTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		resp.Body.Close()
-		return nil, fmt.Errorf("the key set answered HTTP %d", resp.StatusCode)
+		return nil, fmt.Errorf("the key set responded with HTTP %d", resp.StatusCode)
 	}
 	return resp, nil
 }

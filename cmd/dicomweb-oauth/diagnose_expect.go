@@ -158,7 +158,7 @@ func (d *diagnosis) verifyHints(err error) []string {
 	message := err.Error()
 	switch {
 	case strings.Contains(message, "audience is"):
-		return []string{"Fix the audience as the audience check above says."}
+		return []string{"Fix the audience as the audience check above explains."}
 	case strings.Contains(message, "issuer is"):
 		return []string{"Set verify.issuer to the token's iss shown above, exactly, if that is the " +
 			"issuer the DICOMweb server trusts."}

@@ -129,12 +129,12 @@ func codeHint(fe *tokens.FetchError) string {
 	case fe.StatusCode >= 300 && fe.StatusCode < 400:
 		return "The URL redirects. Use the address that it redirects to."
 	case fe.StatusCode >= 500:
-		return "The provider answered with a server error. Try again later, and check the " +
+		return "The provider responded with a server error. Try again later, and check the " +
 			"provider's status page."
 	case fe.Class == tokens.ClassRateLimited:
 		return "The provider limits the request rate. Wait, then run diagnose again."
 	case fe.Class == tokens.ClassBadResponse:
-		return "The URL answered, but not with a token, for example with a login page. Use the " +
+		return "The URL responded, but not with a token, for example with a login page. Use the " +
 			"token_endpoint of the provider's discovery document."
 	}
 	return ""

@@ -14,7 +14,7 @@ import (
 const healthcheckTimeout = 3 * time.Second
 
 // healthcheck requests the admin listener's /readyz and returns exitOK when
-// it answers 200.
+// it responds with 200.
 func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	flags.SetOutput(stderr)
@@ -41,7 +41,7 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "healthcheck: %s answered %s: %s\n", *url, resp.Status, body)
+		fmt.Fprintf(stderr, "healthcheck: %s responded %s: %s\n", *url, resp.Status, body)
 		return exitFailed
 	}
 	fmt.Fprintf(stdout, "ready\n")

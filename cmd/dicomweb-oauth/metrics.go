@@ -103,7 +103,7 @@ func (m *metrics) createInstruments(meter metric.Meter, set *tokens.Set) error {
 		return err
 	}
 	if m.decisions, err = meter.Int64Counter("dicomweb_oauth_decisions",
-		metric.WithDescription("Proxy requests answered, by API, cluster and outcome. "+
+		metric.WithDescription("Proxy requests decided, by API, cluster and outcome. "+
 			"Requests for unknown clusters have an empty cluster label.")); err != nil {
 		return err
 	}

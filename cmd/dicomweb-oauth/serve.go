@@ -253,8 +253,8 @@ func reportReadiness(ctx context.Context, set *tokens.Set, hs *health.Server, lo
 			failing = append(failing, s.Cluster)
 		}
 	}
-	// Ready means every first token request has ended; a cluster listed
-	// here answers 503 until a retry succeeds.
+	// Ready means every first token request has ended. A cluster listed
+	// here returns 503 until a retry succeeds.
 	log.Info("ready", "clusters_without_token", failing)
 }
 
